@@ -1,0 +1,1 @@
+"""Billing: see ARCHITECTURE.md for what this app owns."""

@@ -1,0 +1,16 @@
+"""The user account staff and patients log in with."""
+
+from django.contrib.auth.models import AbstractUser
+from django.utils.translation import gettext_lazy as _
+
+from clinic.audit.history import track_history
+
+
+@track_history(exclude=("password", "last_login"))
+class User(AbstractUser):
+    """A login. Staff members link to one through ``Staff.user``; roles are its groups."""
+
+    class Meta(AbstractUser.Meta):
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        swappable = "AUTH_USER_MODEL"

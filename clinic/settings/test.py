@@ -1,0 +1,15 @@
+"""Settings for the test suite: the same real PostgreSQL and Redis, faster password hashing."""
+
+import os
+
+os.environ.setdefault("CLINIC_CACHE_PREFIX", f"clinic-test-{os.getpid()}")
+
+from .base import *  # noqa: E402,F403
+from .base import CACHES, LOGGING  # noqa: E402
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES["default"]["KEY_PREFIX"] = os.environ["CLINIC_CACHE_PREFIX"]
+CELERY_TASK_ALWAYS_EAGER = False
+LOGGING["root"]["level"] = "WARNING"
+SESSION_ENGINE = "django.contrib.sessions.backends.db"

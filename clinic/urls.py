@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
+from django.views.i18n import JavaScriptCatalog
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("clinic.accounts.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("api/", include("clinic.api.urls")),
+    path("", include("clinic.web.urls")),
+]
+
+admin.site.site_header = _("Clinic ERP administration")
+admin.site.site_title = _("Clinic ERP")
+admin.site.index_title = _("Administration")

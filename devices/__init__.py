@@ -1,0 +1,1 @@
+"""Devices: see ARCHITECTURE.md for what this app owns."""

@@ -1,0 +1,1 @@
+"""Integrations: see ARCHITECTURE.md for what this app owns."""

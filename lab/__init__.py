@@ -1,0 +1,1 @@
+"""Laboratory: see ARCHITECTURE.md for what this app owns."""

@@ -1,0 +1,1 @@
+"""Patients: see ARCHITECTURE.md for what this app owns."""

@@ -1,0 +1,1 @@
+"""Scheduling: see ARCHITECTURE.md for what this app owns."""
