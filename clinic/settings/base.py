@@ -163,7 +163,7 @@ CONTENT_SECURITY_POLICY = (
 
 LANGUAGE_CODE = env_str("CLINIC_LANGUAGE", "ru")
 LANGUAGES = [("ru", _("Russian")), ("en", _("English"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = [BASE_DIR / "clinic" / "locale"]
 TIME_ZONE = env_str("CLINIC_TIME_ZONE", "Europe/Moscow")
 USE_I18N = True
 USE_TZ = True
@@ -221,7 +221,6 @@ OUTBOX_CLAIM_SECONDS = env_int("CLINIC_OUTBOX_CLAIM_SECONDS", 300)
 
 PGHISTORY_DEFAULT_TRACKERS = None
 PGHISTORY_ADMIN_MODEL = "pghistory.MiddlewareEvents"
-PGHISTORY_CREATED_AT_FUNCTION = "NOW"
 
 LOGGING = {
     "version": 1,

@@ -13,3 +13,8 @@ CACHES["default"]["KEY_PREFIX"] = os.environ["CLINIC_CACHE_PREFIX"]
 CELERY_TASK_ALWAYS_EAGER = False
 LOGGING["root"]["level"] = "WARNING"
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# Tasks queued by tests go to their own Redis database, away from a running development worker.
+CELERY_BROKER_URL = os.environ.get("CLINIC_TEST_BROKER_URL") or (
+    REDIS_URL.rsplit("/", 1)[0] + "/15"  # noqa: F405
+)
