@@ -102,9 +102,18 @@ class EmbeddedPostgres:
 
     def _run_as_owner(self, command: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a server binary; as root, as the unprivileged owner of the data directory."""
-        user = SYSTEM_USER if os.geteuid() == 0 else None
+        if os.geteuid() != 0:
+            return subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+        # Drop root's groups too: a root-group-only directory on the path would deny access.
         return subprocess.run(
-            command, check=False, capture_output=True, text=True, user=user, timeout=120
+            command,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            user=SYSTEM_USER,
+            group=SYSTEM_USER,
+            extra_groups=[],
         )
 
     def _binaries(self) -> Path:
