@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from clinic.audit.models import SecurityEventKind
 from clinic.audit.services import security_event_record
@@ -79,6 +80,17 @@ class TwoFactorRequiredMiddleware:
             and not _token_authenticated(request)
             and (request.path.startswith("/admin/") or two_factor_required(user))
         ):
+            if request.path.startswith("/api/"):
+                return JsonResponse(
+                    {
+                        "error": {
+                            "code": "two_factor_required",
+                            "message": _("Pass the two-factor check in the browser first."),
+                            "fields": {},
+                        }
+                    },
+                    status=403,
+                )
             return redirect(f"{reverse('accounts:two_factor')}?next={request.get_full_path()}")
         return self.get_response(request)
 
