@@ -6,10 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 
 from clinic.core.models import Staff
 from clinic.core.roles import Role
+from clinic.core.services import roles_sync
 
 from .core.factories import staff_with_role
 
@@ -22,6 +24,21 @@ def _clear_cache() -> Any:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _role_groups(request: pytest.FixtureRequest, django_db_blocker: Any) -> None:
+    """Role groups come from a migration; a transactional test's flush removes them, so restore.
+
+    Runs before the test's own transaction, so the groups are committed like migration data.
+    """
+    uses_db = {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    if not uses_db and request.node.get_closest_marker("django_db") is None:
+        return
+    request.getfixturevalue("django_db_setup")
+    with django_db_blocker.unblock():
+        if not Group.objects.filter(name=Role.ADMINISTRATOR).exists():
+            roles_sync()
 
 
 @pytest.fixture
