@@ -6,3 +6,9 @@ class OutboxConfig(AppConfig):
     name = "clinic.outbox"
     label = "outbox"
     verbose_name = _("Outbox")
+
+    def ready(self) -> None:
+        from .channels import webhook_deliver
+        from .registry import channel_register
+
+        channel_register("webhook", webhook_deliver)
