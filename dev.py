@@ -53,7 +53,7 @@ def requirements(with_tests: bool) -> list[str]:
 
 def install(with_tests: bool) -> None:
     """Create .venv and install the pinned dependencies; skipped when nothing changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  (runs before the venv exists)
         fail(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}.")
     if not PYTHON.exists():
         say("Creating the virtual environment in .venv")
@@ -93,10 +93,14 @@ def manage(*arguments: str, env: dict[str, str] | None = None) -> None:
 
 def command_test(arguments: list[str]) -> None:
     install(with_tests=True)
-    missing = [name for name, present in (
-        ("chromium", CHROMIUM.exists()),
-        ("gettext", shutil.which("msgfmt") is not None),
-    ) if not present]
+    missing = [
+        name
+        for name, present in (
+            ("chromium", CHROMIUM.exists()),
+            ("gettext", shutil.which("msgfmt") is not None),
+        )
+        if not present
+    ]
     if missing:
         apt_install(missing)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clinic.settings.test"}
@@ -128,7 +132,9 @@ def command_run(arguments: list[str]) -> None:
     install(with_tests=False)
     port = int(os.environ.get("CLINIC_PORT", "8000"))
     if not port_free(port):
-        fail(f"Port {port} is in use by another program: stop it or set CLINIC_PORT to a free port.")
+        fail(
+            f"Port {port} is in use by another program: stop it or set CLINIC_PORT to a free port."
+        )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clinic.settings.base"}
     started = time.monotonic()
     manage("runtime", "check", env=env)
@@ -139,23 +145,52 @@ def command_run(arguments: list[str]) -> None:
     bin_dir = VENV / "bin"
     children = [
         subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "clinic.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", os.environ.get("CLINIC_WEB_WORKERS", "2"), "--access-logfile", "-"],
-            cwd=ROOT, env=env,
+            [
+                str(bin_dir / "gunicorn"),
+                "clinic.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                os.environ.get("CLINIC_WEB_WORKERS", "2"),
+                "--access-logfile",
+                "-",
+            ],
+            cwd=ROOT,
+            env=env,
         ),
         subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "clinic", "worker", "-l", "info",
-             "--concurrency", os.environ.get("CLINIC_WORKER_CONCURRENCY", "2")],
-            cwd=ROOT, env=env,
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "clinic",
+                "worker",
+                "-l",
+                "info",
+                "--concurrency",
+                os.environ.get("CLINIC_WORKER_CONCURRENCY", "2"),
+            ],
+            cwd=ROOT,
+            env=env,
         ),
         subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "clinic", "beat", "-l", "info",
-             "--schedule", str(ROOT / "var" / "celerybeat-schedule")],
-            cwd=ROOT, env=env,
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "clinic",
+                "beat",
+                "-l",
+                "info",
+                "--schedule",
+                str(ROOT / "var" / "celerybeat-schedule"),
+            ],
+            cwd=ROOT,
+            env=env,
         ),
     ]
-    say(f"Clinic ERP is at http://127.0.0.1:{port}/ (ready in {time.monotonic() - started:.1f} s "
-        f"after install); press Ctrl+C to stop")
+    say(
+        f"Clinic ERP is at http://127.0.0.1:{port}/ (ready in {time.monotonic() - started:.1f} s "
+        f"after install); press Ctrl+C to stop"
+    )
 
     def stop(*_signal: object) -> None:
         for child in children:

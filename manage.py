@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Django's command-line utility. Configuration problems are printed as one line, not a traceback."""
+"""Django's command-line utility; configuration problems print one line, not a traceback."""
 
 import os
 import sys

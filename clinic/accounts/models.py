@@ -10,7 +10,7 @@ from clinic.audit.history import track_history
 class User(AbstractUser):
     """A login. Staff members link to one through ``Staff.user``; roles are its groups."""
 
-    class Meta(AbstractUser.Meta):
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
         verbose_name = _("user")
         verbose_name_plural = _("users")
         swappable = "AUTH_USER_MODEL"

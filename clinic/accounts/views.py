@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -46,7 +48,8 @@ def _safe_next(request: HttpRequest) -> str:
 @login_required
 def two_factor(request: HttpRequest) -> HttpResponse:
     """Verify a TOTP code; users without a confirmed device enrol one here first."""
-    if request.user.is_verified():
+    user: Any = request.user
+    if user.is_verified():
         return redirect(_safe_next(request))
     enrolling = not user_has_confirmed_device(request.user)
     form = TokenForm(request.POST or None)

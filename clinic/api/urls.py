@@ -1,11 +1,11 @@
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
 
 app_name = "api"
 
-v1 = [
+v1: list[URLPattern | URLResolver] = [
     path("me/", views.MeView.as_view(), name="me"),
     path("branches/", views.BranchListView.as_view(), name="branch-list"),
     path("rooms/", views.RoomListView.as_view(), name="room-list"),

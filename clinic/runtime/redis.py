@@ -6,6 +6,7 @@ a running server is found again through its pid file and a PING.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -75,10 +76,8 @@ class EmbeddedRedis:
         import redis
 
         running = self._as_running()
-        try:
+        with contextlib.suppress(redis.ConnectionError):
             redis.Redis(host=HOST, port=running.port).shutdown(nosave=False)
-        except redis.ConnectionError:
-            pass
         wait_until(lambda: not _pid_alive(pid), timeout_seconds=10)
         return True
 
@@ -140,4 +139,3 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-

@@ -4,14 +4,14 @@ import os
 
 os.environ.setdefault("CLINIC_CACHE_PREFIX", f"clinic-test-{os.getpid()}")
 
-from .base import *  # noqa: E402,F403
-from .base import CACHES, LOGGING  # noqa: E402
+from .base import *  # noqa: F403
+from .base import CACHES, LOGGING
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CACHES["default"]["KEY_PREFIX"] = os.environ["CLINIC_CACHE_PREFIX"]
+CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": os.environ["CLINIC_CACHE_PREFIX"]}}
 CELERY_TASK_ALWAYS_EAGER = False
-LOGGING["root"]["level"] = "WARNING"
+LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # Tasks queued by tests go to their own Redis database, away from a running development worker.

@@ -1,4 +1,4 @@
-"""Login, lockout per user and IP, mandatory two-factor, idle timeout, security headers and events."""
+"""Login, lockout per user+IP, mandatory two-factor, idle timeout, headers, security events."""
 
 from __future__ import annotations
 

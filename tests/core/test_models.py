@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import subprocess
 import sys
@@ -23,8 +22,13 @@ from clinic.core.selectors import branch_list, room_list, staff_list
 from clinic.core.services import staff_create
 from clinic.core.validators import inn_is_valid, snils_is_valid, validate_inn, validate_snils
 
-from .factories import BranchFactory, DepartmentFactory, OrganizationFactory, RoomFactory
-from .factories import staff_with_role
+from .factories import (
+    BranchFactory,
+    DepartmentFactory,
+    OrganizationFactory,
+    RoomFactory,
+    staff_with_role,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,7 +202,12 @@ def test_production_settings_pass_check_deploy() -> None:
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
@@ -209,7 +218,12 @@ def test_production_refuses_the_development_secret_key() -> None:
     env.pop("DJANGO_SECRET_KEY", None)
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (

@@ -122,7 +122,9 @@ def test_dismissed_staff_and_users_without_staff_have_no_capability() -> None:
     staff.user.refresh_from_db()
     dismissed_user: Any = staff.user
     assert dismissed_user.is_active is False
-    assert not policies.has_capability(Staff.objects.get(pk=staff.pk).user, Capability.VIEW_SCHEDULE)
+    assert not policies.has_capability(
+        Staff.objects.get(pk=staff.pk).user, Capability.VIEW_SCHEDULE
+    )
     lone_user = UserFactory(roles=[Role.ADMINISTRATOR])
     assert not policies.has_capability(lone_user, Capability.MANAGE_OUTBOX)
 

@@ -1,4 +1,4 @@
-"""End to end: a real Celery worker relays outbox messages to a local HTTP peer (webhook channel)."""
+"""End to end: a real Celery worker relays outbox messages to a local HTTP peer (webhook)."""
 
 from __future__ import annotations
 
@@ -73,9 +73,26 @@ def worker(transactional_db: Any, tmp_path: Path) -> Iterator[subprocess.Popen[s
     log_path = tmp_path / "worker.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool", "solo",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "clinic",
+            "worker",
+            "--pool",
+            "solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     process.log_path = log_path  # type: ignore[attr-defined]
     try:
@@ -126,9 +143,7 @@ def test_worker_retries_a_busy_peer_with_the_same_key(
     peer = Peer(failures=1)
     try:
         with transaction.atomic():
-            message = outbox_enqueue(
-                channel="webhook", payload={"url": peer.url, "body": {"n": 1}}
-            )
+            message = outbox_enqueue(channel="webhook", payload={"url": peer.url, "body": {"n": 1}})
         assert wait_for(lambda: OutboxMessage.objects.get(pk=message.pk).attempts >= 1)
         assert wait_for(
             lambda: OutboxMessage.objects.get(pk=message.pk).state == OutboxState.PENDING

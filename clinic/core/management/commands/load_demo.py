@@ -16,6 +16,8 @@ class Command(BaseCommand):
         for login in demo_logins():
             self.stdout.write(f"  {login.role:<18} {login.username:<14} {login.password}")
         self.stdout.write(
-            _("The administrator and head of registry set up an authenticator app (TOTP) "
-              "at their first login.")
+            _(
+                "The administrator and head of registry set up an authenticator app (TOTP) "
+                "at their first login."
+            )
         )

@@ -16,7 +16,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "stop":
             stopped = stop_embedded()
-            self.stdout.write("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+            self.stdout.write(
+                "Stopped: " + (", ".join(stopped) if stopped else "nothing was running")
+            )
             return
         services = settings.SERVICES
         try:
