@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.utils.translation import gettext_lazy as _
 from django.views.i18n import JavaScriptCatalog
 
 from clinic.core.health import healthz
@@ -14,7 +13,3 @@ urlpatterns = [
     path("api/", include("clinic.api.urls")),
     path("", include("clinic.web.urls")),
 ]
-
-admin.site.site_header = _("Clinic ERP administration")
-admin.site.site_title = _("Clinic ERP")
-admin.site.index_title = _("Administration")

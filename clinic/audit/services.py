@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.db import models
@@ -11,9 +12,18 @@ from .models import AccessLog, SecurityEvent
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
+    """The peer address of the request, or None when there is none or it is not an IP address.
+
+    A server behind a unix socket may pass an empty or non-IP ``REMOTE_ADDR``; storing that in
+    the ``inet`` column would fail and take the audited action down with it.
+    """
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    raw = (request.META.get("REMOTE_ADDR") or "").strip()
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
 
 
 def access_log_record(
@@ -38,6 +48,11 @@ def security_event_record(
     username: str = "",
     detail: str = "",
 ) -> SecurityEvent:
+    """Write a login, failure, lockout, two-factor check or denied action.
+
+    ``user`` may be anonymous (or None) for events before authentication; ``username`` is then
+    the name that was typed.
+    """
     if user is not None and not getattr(user, "is_authenticated", False):
         user = None
     if not username and user is not None:

@@ -6,3 +6,4 @@ class CoreConfig(AppConfig):
     name = "clinic.core"
     label = "core"
     verbose_name = _("Organization and staff")
+

@@ -73,7 +73,10 @@ class OutboxAttempt(models.Model):
     """One delivery attempt of a message and how it ended."""
 
     message = models.ForeignKey(
-        OutboxMessage, verbose_name=_("message"), on_delete=models.CASCADE, related_name="attempt_log"
+        OutboxMessage,
+        verbose_name=_("message"),
+        on_delete=models.CASCADE,
+        related_name="attempt_log",
     )
     number = models.PositiveIntegerField(_("attempt"))
     started_at = models.DateTimeField(_("started at"))
@@ -86,7 +89,9 @@ class OutboxAttempt(models.Model):
         verbose_name_plural = _("delivery attempts")
         ordering = ["message", "number"]
         constraints = [
-            models.UniqueConstraint(fields=["message", "number"], name="outbox_attempt_unique_number")
+            models.UniqueConstraint(
+                fields=["message", "number"], name="outbox_attempt_unique_number"
+            )
         ]
 
     def __str__(self) -> str:

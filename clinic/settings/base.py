@@ -22,7 +22,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SERVICES = resolve_services()
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "clinic.core.admin_site.ClinicAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -224,6 +224,8 @@ OUTBOX_CLAIM_SECONDS = env_int("CLINIC_OUTBOX_CLAIM_SECONDS", 300)
 
 PGHISTORY_DEFAULT_TRACKERS = None
 PGHISTORY_ADMIN_MODEL = "pghistory.MiddlewareEvents"
+PGHISTORY_ADMIN_CLASS = "clinic.audit.admin.ClinicEventsAdmin"
+PGHISTORY_ADMIN_ALL_EVENTS = False
 
 LOGGING = {
     "version": 1,

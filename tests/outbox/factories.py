@@ -8,7 +8,7 @@ from django.utils import timezone
 from clinic.outbox.models import OutboxMessage, OutboxState
 
 
-class OutboxMessageFactory(factory.django.DjangoModelFactory):
+class OutboxMessageFactory(factory.django.DjangoModelFactory[OutboxMessage]):
     class Meta:
         model = OutboxMessage
 

@@ -67,10 +67,13 @@ def _attempt_log(message: OutboxMessage) -> list[tuple[int, bool, str]]:
 def test_enqueue_in_rolled_back_transaction_leaves_no_row_and_delivers_nothing(
     handler: RecordingHandler, relay_kicks: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(_Rollback), transaction.atomic():
-            outbox_enqueue(channel="test", payload={"to": "+79990000000"}, idempotency_key="k-1")
-            raise _Rollback
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(_Rollback),
+        transaction.atomic(),
+    ):
+        outbox_enqueue(channel="test", payload={"to": "+79990000000"}, idempotency_key="k-1")
+        raise _Rollback
 
     assert OutboxMessage.objects.count() == 0
     assert callbacks == []
@@ -85,7 +88,7 @@ def test_enqueue_in_committed_transaction_is_delivered_exactly_once(
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         message = outbox_enqueue(channel="test", payload={"text": "hello"}, subject="patient:1")
 
-    relay_kicks.assert_called_once_with(args=["test"], queue="outbox.test", retry=False)
+    relay_kicks.assert_called_once_with(args=("test",), retry=False, queue="outbox.test")
     assert outbox_relay() == RelayReport(delivered=1)
     assert outbox_relay() == RelayReport()
     assert handler.delivered == [message.idempotency_key]
@@ -398,7 +401,7 @@ def test_administrator_requeues_dead_message_with_same_key(
     assert requeued.idempotency_key == "semd:9"
     assert requeued.attempts == 0
     assert requeued.next_attempt_at <= timezone.now()
-    relay_kicks.assert_called_with(args=["test"], queue="outbox.test", retry=False)
+    relay_kicks.assert_called_with(args=("test",), retry=False, queue="outbox.test")
 
     handler.fail_permanently = False
     assert outbox_relay() == RelayReport(delivered=1)
@@ -430,10 +433,8 @@ def test_requeued_message_gets_a_fresh_attempt_budget(
 
 
 @pytest.mark.parametrize("role", [Role.REGISTRAR, Role.CASHIER, Role.HEAD_OF_REGISTRY])
-def test_non_administrator_may_not_requeue_and_nothing_changes(
-    role: str, relay_kicks: Any
-) -> None:
-    message = DeadOutboxMessageFactory()
+def test_non_administrator_may_not_requeue_and_nothing_changes(role: str, relay_kicks: Any) -> None:
+    message = DeadOutboxMessageFactory.create()
     before = OutboxMessage.objects.values().get(pk=message.pk)
 
     with pytest.raises(OutboxPermissionDenied):
@@ -444,7 +445,7 @@ def test_non_administrator_may_not_requeue_and_nothing_changes(
 
 
 def test_delivered_message_is_not_requeued(relay_kicks: Any) -> None:
-    message = DeliveredOutboxMessageFactory()
+    message = DeliveredOutboxMessageFactory.create()
     before = OutboxMessage.objects.values().get(pk=message.pk)
     admin = staff_with_role(Role.ADMINISTRATOR).user
 

@@ -71,9 +71,9 @@ def test_dispatch_due_starts_one_relay_per_channel_with_due_messages(
 
     assert started == ["sms", "stuck", "test"]
     assert relay_kicks.call_args_list == [
-        mock.call(args=["sms"], queue=None),
-        mock.call(args=["stuck"], queue=None),
-        mock.call(args=["test"], queue="outbox.test"),
+        mock.call(args=("sms",)),
+        mock.call(args=("stuck",)),
+        mock.call(args=("test",), queue="outbox.test"),
     ]
     assert handler.attempts == []  # dispatching only starts relays
 
