@@ -1,5 +1,6 @@
 """The user account staff and patients log in with."""
 
+import pghistory
 from django.contrib.auth.models import AbstractUser
 from django.utils.translation import gettext_lazy as _
 
@@ -14,3 +15,15 @@ class User(AbstractUser):
         verbose_name = _("user")
         verbose_name_plural = _("users")
         swappable = "AUTH_USER_MODEL"
+
+
+@pghistory.track(
+    pghistory.InsertEvent("role.add"), pghistory.DeleteEvent("role.remove"), obj_field=None
+)
+class UserRole(User.groups.through):  # type: ignore[name-defined,misc]
+    """History of role grants and withdrawals (rows of the user-group link table)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("role grant")
+        verbose_name_plural = _("role grants")

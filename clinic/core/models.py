@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 import zoneinfo
 
+import pghistory
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -322,3 +323,15 @@ class Staff(TimeStampedModel):
     def clean(self) -> None:
         if self.status == StaffStatus.DISMISSED and not self.dismissed_on:
             raise ValidationError({"dismissed_on": _("Give the date of dismissal.")})
+
+
+@pghistory.track(
+    pghistory.InsertEvent("branch.add"), pghistory.DeleteEvent("branch.remove"), obj_field=None
+)
+class StaffBranch(Staff.branches.through):  # type: ignore[name-defined,misc]
+    """History of which branches a staff member works in (rows of the staff-branch link table)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("staff branch assignment")
+        verbose_name_plural = _("staff branch assignments")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .roles import WORKPLACE_CAPABILITY, Capability
+from .roles import WORKPLACE_CAPABILITIES, Capability
 
 
 def _active_staff(user: Any) -> bool:
@@ -28,7 +28,7 @@ def has_capability(user: Any, capability: str) -> bool:
 
 
 def can_open_workplace(user: Any, workplace: str) -> bool:
-    return has_capability(user, WORKPLACE_CAPABILITY[workplace])
+    return any(has_capability(user, capability) for capability in WORKPLACE_CAPABILITIES[workplace])
 
 
 def can_use_admin(user: Any) -> bool:

@@ -89,7 +89,6 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
             C.MANAGE_WORK_SCHEDULE,
             C.MERGE_PATIENTS,
             C.MANAGE_PRICE_LIST,
-            C.VIEW_FINANCIAL_REPORT,
             C.MANAGE_STAFF_ACCESS,
             C.MANAGE_REFERENCE_DATA,
             C.VIEW_AUDIT_LOG,
@@ -98,13 +97,13 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
     ),
 }
 
-# Which capability opens which workplace; the first workplace a user may open is their landing.
-WORKPLACE_CAPABILITY: dict[str, str] = {
-    Workplace.DESK: C.BOOK_APPOINTMENT,
-    Workplace.DOCTOR: C.VIEW_MEDICAL_CARD,
-    Workplace.POS: C.TAKE_PAYMENT,
-    Workplace.LAB: C.ENTER_LAB_RESULT,
-    Workplace.ADMIN: C.MANAGE_REFERENCE_DATA,
+# Which capabilities open which workplace (any one of them does).
+WORKPLACE_CAPABILITIES: dict[str, frozenset[str]] = {
+    Workplace.DESK: frozenset({C.BOOK_APPOINTMENT}),
+    Workplace.DOCTOR: frozenset({C.VIEW_MEDICAL_CARD}),
+    Workplace.POS: frozenset({C.TAKE_PAYMENT, C.VIEW_FINANCIAL_REPORT}),
+    Workplace.LAB: frozenset({C.ENTER_LAB_RESULT}),
+    Workplace.ADMIN: frozenset({C.MANAGE_REFERENCE_DATA}),
 }
 
 # A role's own workplace, where its members land after logging in.

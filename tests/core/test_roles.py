@@ -93,7 +93,7 @@ ROLE_WORKPLACES = {
     Role.CASHIER: {Workplace.POS},
     Role.LAB_TECHNICIAN: {Workplace.LAB},
     Role.HEAD_OF_REGISTRY: {Workplace.DESK},
-    Role.ACCOUNTANT: set(),
+    Role.ACCOUNTANT: {Workplace.POS},
     Role.ADMINISTRATOR: {Workplace.ADMIN},
 }
 
@@ -110,8 +110,10 @@ def test_workplaces_open_by_role(role: str) -> None:
 
 
 @pytest.mark.django_db
-def test_accountant_lands_nowhere_without_a_workplace_capability() -> None:
-    assert home_workplace(staff_with_role(Role.ACCOUNTANT).user) is None
+def test_accountant_lands_in_the_pos_for_reports_without_taking_payments() -> None:
+    user = staff_with_role(Role.ACCOUNTANT).user
+    assert home_workplace(user) == Workplace.POS
+    assert not policies.has_capability(user, Capability.TAKE_PAYMENT)
 
 
 @pytest.mark.django_db
