@@ -20,7 +20,7 @@ class User(AbstractUser):
 @pghistory.track(
     pghistory.InsertEvent("role.add"), pghistory.DeleteEvent("role.remove"), obj_field=None
 )
-class UserRole(User.groups.through):  # type: ignore[name-defined,misc]
+class UserRole(User.groups.through):  # type: ignore[name-defined]
     """History of role grants and withdrawals (rows of the user-group link table)."""
 
     class Meta:

@@ -6,4 +6,3 @@ class CoreConfig(AppConfig):
     name = "clinic.core"
     label = "core"
     verbose_name = _("Organization and staff")
-

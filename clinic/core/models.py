@@ -328,7 +328,7 @@ class Staff(TimeStampedModel):
 @pghistory.track(
     pghistory.InsertEvent("branch.add"), pghistory.DeleteEvent("branch.remove"), obj_field=None
 )
-class StaffBranch(Staff.branches.through):  # type: ignore[name-defined,misc]
+class StaffBranch(Staff.branches.through):  # type: ignore[name-defined]
     """History of which branches a staff member works in (rows of the staff-branch link table)."""
 
     class Meta:
