@@ -105,6 +105,7 @@ def command_test(arguments: list[str]) -> None:
         apt_install(missing)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clinic.settings.test"}
     bin_dir = VENV / "bin"
+    already_running = embedded_servers_running(env)
     say("Translations")
     manage("compile_translations", env=env)
     say("ruff")
@@ -115,7 +116,29 @@ def command_test(arguments: list[str]) -> None:
     say("makemigrations --check")
     manage("makemigrations", "--check", "--dry-run", env=env)
     say("pytest")
-    run([str(bin_dir / "pytest"), "--create-db", *arguments], env=env)
+    result = subprocess.run(
+        [str(bin_dir / "pytest"), "--create-db", *arguments], cwd=ROOT, env=env, check=False
+    )
+    if not already_running:
+        # Leave the machine as it was: the embedded servers were started for this run.
+        subprocess.run(
+            [str(PYTHON), "manage.py", "runtime", "stop"], cwd=ROOT, env=env, check=False
+        )
+    sys.exit(result.returncode)
+
+
+def embedded_servers_running(env: dict[str, str]) -> bool:
+    """True when this checkout's embedded PostgreSQL and Redis are already up (or not used)."""
+    probe = (
+        "from clinic.runtime import embedded_postgres, embedded_redis; import os; "
+        "print(int((bool(os.environ.get('DATABASE_URL')) or "
+        "embedded_postgres().running_pid() is not None) and "
+        "(bool(os.environ.get('REDIS_URL')) or embedded_redis().running_pid() is not None)))"
+    )
+    result = subprocess.run(
+        [str(PYTHON), "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() == "1"
 
 
 def port_free(port: int) -> bool:
