@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup
+from celery.signals import beat_init, celeryd_after_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic.settings.base")
 
@@ -47,4 +47,11 @@ def _consume_outbox_queues(sender: str, instance: Any, **kwargs: Any) -> None:
         channel = channel_get(name)
         if channel is not None:
             instance.app.amqp.queues.select_add(channel.queue)
+    logger.info(settings.SERVICES.describe())
+
+
+@beat_init.connect
+def _log_services_for_beat(sender: Any, **kwargs: Any) -> None:
+    from django.conf import settings
+
     logger.info(settings.SERVICES.describe())

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -170,10 +171,14 @@ def test_busy_embedded_port_gives_one_line_not_a_traceback(var_dir: Path, busy_p
     ]
 
 
-def test_runtime_check_names_the_database_and_redis_in_use() -> None:
-    result = _manage("runtime", "check")
+def test_runtime_check_names_the_database_and_redis_in_use(db: Any) -> None:
+    from django.db import connection
+
+    database = connection.settings_dict
+    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    result = _manage("runtime", "check", DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Database: ")
+    assert result.stdout.startswith(f"Database: PostgreSQL from DATABASE_URL ({url})")
     assert "; Redis: " in result.stdout
 
 
