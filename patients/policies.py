@@ -1,0 +1,51 @@
+"""Who may do what with people and their medical cards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clinic.core.policies import has_capability
+from clinic.core.roles import Capability
+
+from .models import CardType, MedicalCard, Person
+
+OPEN_CARD_TYPE = "patients.open_cardtype"
+
+
+def can_register_patient(user: Any) -> bool:
+    return has_capability(user, Capability.REGISTER_PATIENT)
+
+
+def can_edit_person(user: Any, person: Person) -> bool:
+    """Registration staff edit people; a merged person (tombstone) is read-only."""
+    return can_register_patient(user) and not person.is_tombstone
+
+
+def can_force_duplicate(user: Any) -> bool:
+    return has_capability(user, Capability.FORCE_DUPLICATE_PATIENT)
+
+
+def can_merge_people(user: Any) -> bool:
+    return has_capability(user, Capability.MERGE_PATIENTS)
+
+
+def can_open_card_type(user: Any, card_type: CardType) -> bool:
+    """Opening a card of a type needs the per-type grant (and a clinical or registry role)."""
+    if not (
+        has_capability(user, Capability.VIEW_MEDICAL_CARD)
+        or has_capability(user, Capability.REGISTER_PATIENT)
+    ):
+        return False
+    return bool(user.is_superuser or user.has_perm(OPEN_CARD_TYPE, card_type))
+
+
+def can_open_card(user: Any, card: MedicalCard) -> bool:
+    return can_open_card_type(user, card.card_type)
+
+
+def can_create_card(user: Any, card_type: CardType) -> bool:
+    return can_register_patient(user) and can_open_card_type(user, card_type)
+
+
+def can_move_paper_card(user: Any, card: MedicalCard) -> bool:
+    return can_register_patient(user) and can_open_card(user, card)
