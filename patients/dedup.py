@@ -114,7 +114,7 @@ def _similarity(person: Person, facts: PersonFacts) -> float:
 
 
 def _trigrams(text: str) -> list[str]:
-    grams = []
+    grams: list[str] = []
     for word in text.split():
         padded = f"  {word} "
         grams.extend(padded[index : index + 3] for index in range(len(padded) - 2))

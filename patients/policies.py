@@ -16,6 +16,13 @@ def can_register_patient(user: Any) -> bool:
     return has_capability(user, Capability.REGISTER_PATIENT)
 
 
+def can_search_people(user: Any) -> bool:
+    """Registration staff and clinicians find people; other roles do not browse the registry."""
+    return has_capability(user, Capability.REGISTER_PATIENT) or has_capability(
+        user, Capability.VIEW_MEDICAL_CARD
+    )
+
+
 def can_edit_person(user: Any, person: Person) -> bool:
     """Registration staff edit people; a merged person (tombstone) is read-only."""
     return can_register_patient(user) and not person.is_tombstone

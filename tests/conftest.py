@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 
 from clinic.core.models import Staff
 from clinic.core.roles import Role
 from clinic.core.services import roles_sync
+from patients.models import CardType
 
 from .core.factories import staff_with_role
+
+STANDARD_CARD_TYPES = importlib.import_module("patients.migrations.0002_standard_card_types")
 
 PASSWORD = "correct-horse-battery"
 
@@ -28,7 +33,8 @@ def _clear_cache() -> Any:
 
 @pytest.fixture(autouse=True)
 def _role_groups(request: pytest.FixtureRequest, django_db_blocker: Any) -> None:
-    """Role groups come from a migration; a transactional test's flush removes them, so restore.
+    """Role groups and standard card types come from migrations; a transactional test's flush
+    removes them, so restore them.
 
     Runs before the test's own transaction, so the groups are committed like migration data.
     """
@@ -39,6 +45,8 @@ def _role_groups(request: pytest.FixtureRequest, django_db_blocker: Any) -> None
     with django_db_blocker.unblock():
         if not Group.objects.filter(name=Role.ADMINISTRATOR).exists():
             roles_sync()
+        if not CardType.objects.filter(organization=None, code="outpatient").exists():
+            STANDARD_CARD_TYPES.add_standard_card_types(django_apps, None)
 
 
 @pytest.fixture

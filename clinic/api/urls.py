@@ -11,6 +11,7 @@ v1: list[URLPattern | URLResolver] = [
     path("rooms/", views.RoomListView.as_view(), name="room-list"),
     path("staff/", views.StaffListView.as_view(), name="staff-list"),
     path("outbox/", include("clinic.outbox.api")),
+    path("", include("patients.api")),
 ]
 
 urlpatterns = [
