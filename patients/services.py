@@ -35,7 +35,12 @@ from .models import (
     PersonRelation,
     Sex,
 )
-from .normalizers import normalize_name_part, normalize_phone, sex_from_patronymic
+from .normalizers import (
+    normalize_name_part,
+    normalize_phone,
+    phone_digits,
+    sex_from_patronymic,
+)
 
 
 class DuplicatePersonError(Exception):
@@ -154,7 +159,7 @@ def person_create(
         sex=sex,
         snils=facts.snils,
         oms_policy=facts.oms_policy,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=_user_or_none(actor),
         **data.extra,
     )
     person.refresh_name_key()
@@ -162,14 +167,23 @@ def person_create(
     with pghistory.context(duplicate_override_reason=force_reason.strip() or None):
         person.save()
         for contact in contacts:
-            Contact.objects.create(
-                person=person,
-                kind=contact.kind,
-                value=contact.value,
-                note=contact.note,
-                digits="".join(ch for ch in contact.value if ch.isdigit()),
-            )
+            _contact_save(person, contact)
     return person
+
+
+def _contact_save(person: Person, contact: ContactInput) -> Contact:
+    """Store an already-normalised contact with its digits for searching by phone fragment."""
+    return Contact.objects.create(
+        person=person,
+        kind=contact.kind,
+        value=contact.value,
+        note=contact.note,
+        digits=phone_digits(contact.value) if contact.kind in PHONE_KINDS else "",
+    )
+
+
+def _user_or_none(actor: Any) -> Any:
+    return actor if getattr(actor, "is_authenticated", False) else None
 
 
 EDITABLE_FIELDS = (
@@ -227,13 +241,7 @@ def contact_add(*, actor: Any, person: Person, kind: str, value: str, note: str 
     [contact] = _normalized_contacts(
         [ContactInput(kind, value, note)], person.organization.phone_region
     )
-    return Contact.objects.create(
-        person=person,
-        kind=contact.kind,
-        value=contact.value,
-        note=contact.note,
-        digits="".join(ch for ch in contact.value if ch.isdigit()),
-    )
+    return _contact_save(person, contact)
 
 
 @transaction.atomic
@@ -257,8 +265,8 @@ def consent_give(
         source=source,
         given_on=given_on,
         document_title=document_title,
-        recorded_by=actor if getattr(actor, "is_authenticated", False) else None,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        recorded_by=_user_or_none(actor),
+        created_by=_user_or_none(actor),
     )
     if kind == ConsentKind.COMMUNICATION and not channel:
         raise ValidationError({"channel": _("Say which channel the consent is for.")})
@@ -278,7 +286,7 @@ def consent_revoke(
         return locked
     locked.revoked_on = revoked_on
     locked.revocation_source = source
-    locked.revoked_by = actor if getattr(actor, "is_authenticated", False) else None
+    locked.revoked_by = _user_or_none(actor)
     locked.full_clean()
     locked.save(update_fields=["revoked_on", "revocation_source", "revoked_by", "updated_at"])
     return locked
@@ -356,7 +364,7 @@ def card_open(
         branch=branch,
         number=number.strip() or _next_card_number(person.organization, card_type),
         opened_on=opened_on or timezone.localdate(),
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=_user_or_none(actor),
     )
     card.full_clean()
     card.save()
