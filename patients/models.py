@@ -14,6 +14,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Collate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -104,6 +105,12 @@ class Person(TimeStampedModel):
                 name="patients_person_name_trgm", fields=["name_key"], opclasses=["gin_trgm_ops"]
             ),
             models.Index(fields=["organization", "birth_date"], name="patients_person_org_birth"),
+            # Name prefixes in name order for the search box (binary order: "иванов и%").
+            models.Index(
+                Collate("name_key", "C"),
+                name="patients_person_name_c",
+                condition=Q(merged_into__isnull=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -140,7 +147,10 @@ class Person(TimeStampedModel):
         from .normalizers import validate_birth_date
 
         if self.birth_date is not None:
-            validate_birth_date(self.birth_date)
+            try:
+                validate_birth_date(self.birth_date)
+            except ValidationError as error:
+                raise ValidationError({"birth_date": error}) from None
         if (
             self.document_issued_on
             and self.birth_date

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
 from clinic.core.models import Branch, Organization, Room, Staff
+from clinic.core.validators import normalize_snils, validate_snils
 
 from . import policies
 from .dedup import Candidate, PersonFacts, duplicate_candidates
@@ -76,6 +77,7 @@ class PersonInput:
 def _normalized_contacts(contacts: Iterable[ContactInput], region: str) -> list[ContactInput]:
     """Phones to E.164, e-mails lowercased; errors name the field and what was typed."""
     result = []
+    seen: set[tuple[str, str]] = set()
     errors: list[ValidationError] = []
     for contact in contacts:
         value = contact.value.strip()
@@ -106,22 +108,35 @@ def _normalized_contacts(contacts: Iterable[ContactInput], region: str) -> list[
             raise ValidationError(
                 {"contacts": _("Unknown contact kind “%(value)s”.") % {"value": contact.kind}}
             )
+        if (contact.kind, value) in seen:
+            continue  # the same number typed twice in different ways
+        seen.add((contact.kind, value))
         result.append(ContactInput(kind=contact.kind, value=value, note=contact.note))
     if errors:
         raise ValidationError({"contacts": errors})
     return result
 
 
-def person_facts(data: PersonInput, contacts: list[ContactInput]) -> PersonFacts:
-    from clinic.core.validators import normalize_snils
+def _checked_snils(typed: str) -> str:
+    """The SNILS digits, after checking what was typed (letters are an error, not dropped)."""
+    typed = typed.strip()
+    if not typed:
+        return ""
+    try:
+        validate_snils(typed)
+    except ValidationError as error:
+        raise ValidationError({"snils": error}) from None
+    return normalize_snils(typed)
 
+
+def person_facts(data: PersonInput, contacts: list[ContactInput]) -> PersonFacts:
     return PersonFacts(
         last_name=normalize_name_part(data.last_name),
         first_name=normalize_name_part(data.first_name),
         patronymic=normalize_name_part(data.patronymic),
         birth_date=data.birth_date,
         phones=tuple(c.value for c in contacts if c.kind in PHONE_KINDS),
-        snils=normalize_snils(data.snils),
+        snils=_checked_snils(data.snils),
         oms_policy=data.oms_policy.strip().replace(" ", ""),
     )
 
@@ -143,12 +158,6 @@ def person_create(
         raise PermissionDenied
     contacts = _normalized_contacts(data.contacts, organization.phone_region)
     facts = person_facts(data, contacts)
-    candidates = duplicate_candidates(organization=organization, facts=facts)
-    if candidates:
-        if not force_reason.strip():
-            raise DuplicatePersonError(candidates)
-        if not policies.can_force_duplicate(actor):
-            raise PermissionDenied(_("Your role may not register a person despite duplicates."))
     sex = data.sex or sex_from_patronymic(facts.patronymic) or Sex.UNKNOWN
     person = Person(
         organization=organization,
@@ -163,7 +172,13 @@ def person_create(
         **data.extra,
     )
     person.refresh_name_key()
-    person.full_clean()
+    person.full_clean()  # invalid input is a field error even when it resembles someone
+    candidates = duplicate_candidates(organization=organization, facts=facts)
+    if candidates:
+        if not force_reason.strip():
+            raise DuplicatePersonError(candidates)
+        if not policies.can_force_duplicate(actor):
+            raise PermissionDenied(_("Your role may not register a person despite duplicates."))
     with pghistory.context(duplicate_override_reason=force_reason.strip() or None):
         person.save()
         for contact in contacts:
@@ -224,9 +239,7 @@ def person_update(*, actor: Any, person: Person, changes: dict[str, Any]) -> Per
         if name in ("last_name", "first_name", "patronymic"):
             value = normalize_name_part(value)
         if name == "snils":
-            from clinic.core.validators import normalize_snils
-
-            value = normalize_snils(value)
+            value = _checked_snils(value)
         setattr(locked, name, value)
     locked.refresh_name_key()
     locked.full_clean()
