@@ -23,6 +23,12 @@ def can_search_people(user: Any) -> bool:
     )
 
 
+def can_view_people(user: Any) -> bool:
+    """Who opens a patient page: those who search the registry, and those who merge people
+    (they must see a merged record to undo the merge)."""
+    return can_search_people(user) or can_merge_people(user)
+
+
 def can_edit_person(user: Any, person: Person) -> bool:
     """Registration staff edit people; a merged person (tombstone) is read-only."""
     return can_register_patient(user) and not person.is_tombstone

@@ -202,6 +202,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One schema name per choice set shared by several fields.
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "patients.models.Channel",
+        "ConsentSourceEnum": "patients.models.ConsentSource",
+        "ConsentKindEnum": "patients.models.ConsentKind",
+        "ContactKindEnum": "patients.models.ContactKind",
+        "OutboxStateEnum": "clinic.outbox.models.OutboxState",
+    },
 }
 
 CELERY_BROKER_URL = REDIS_URL
