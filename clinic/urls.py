@@ -11,5 +11,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("api/", include("clinic.api.urls")),
+    path("desk/patients/", include("patients.urls")),
     path("", include("clinic.web.urls")),
 ]

@@ -14,7 +14,6 @@ from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Collate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -105,11 +104,29 @@ class Person(TimeStampedModel):
                 name="patients_person_name_trgm", fields=["name_key"], opclasses=["gin_trgm_ops"]
             ),
             models.Index(fields=["organization", "birth_date"], name="patients_person_org_birth"),
-            # Name prefixes in name order for the search box (binary order: "иванов и%").
+            # The search box matches typed words against the words of name_key (patients.search
+            # spells the same expressions): surname-led and first-name-led, binary order.
             models.Index(
-                Collate("name_key", "C"),
-                name="patients_person_name_c",
-                condition=Q(merged_into__isnull=True),
+                *[
+                    models.Func(
+                        models.F("name_key"),
+                        template=f"split_part(%(expressions)s COLLATE \"C\", ' ', {position})",
+                        output_field=models.CharField(),
+                    )
+                    for position in (1, 2, 3)
+                ],
+                name="patients_person_name_words",
+            ),
+            models.Index(
+                *[
+                    models.Func(
+                        models.F("name_key"),
+                        template=f"split_part(%(expressions)s COLLATE \"C\", ' ', {position})",
+                        output_field=models.CharField(),
+                    )
+                    for position in (2, 3)
+                ],
+                name="patients_person_first_names",
             ),
         ]
         constraints = [

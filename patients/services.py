@@ -148,11 +148,14 @@ def person_create(
     organization: Organization,
     data: PersonInput,
     force_reason: str = "",
+    personal_data_consent: str = "",
 ) -> Person:
     """Register a person after looking for duplicates.
 
     Raises ``DuplicatePersonError`` with the candidates unless ``force_reason`` is given by a
-    role allowed to force creation (the reason is kept in the history context).
+    role allowed to force creation (the reason is kept in the history context). With
+    ``personal_data_consent`` (a ``ConsentSource``), the consent to processing personal data is
+    recorded in the same transaction.
     """
     if not policies.can_register_patient(actor):
         raise PermissionDenied
@@ -183,6 +186,14 @@ def person_create(
         person.save()
         for contact in contacts:
             _contact_save(person, contact)
+        if personal_data_consent:
+            consent_give(
+                actor=actor,
+                person=person,
+                kind=ConsentKind.PERSONAL_DATA,
+                source=personal_data_consent,
+                given_on=timezone.localdate(),
+            )
     return person
 
 

@@ -91,3 +91,26 @@
     showMessage(list && list.getAttribute("data-error-network"), "error");
   });
 })();
+
+/*
+ * data-confirm on a form: ask before submitting (merging and unmerging people). The question is
+ * the attribute's (translated) text; cancelling keeps the page as it is.
+ */
+(function () {
+  "use strict";
+
+  document.addEventListener(
+    "submit",
+    function (event) {
+      var form = event.target;
+      if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-confirm")) {
+        return;
+      }
+      if (!window.confirm(form.getAttribute("data-confirm"))) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+      }
+    },
+    true
+  );
+})();
