@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -58,12 +58,12 @@ HISTORY_LIMIT = 50
 DUPLICATE_PAIRS_LIMIT = 200
 # What a search hit matched on (``SearchHit.matched_on``), as the results list says it.
 MATCHED_ON_LABELS = {
-    "snils": _("SNILS"),
-    "oms_policy": _("OMS policy"),
-    "card_number": _("card number"),
-    "phone": _("phone"),
-    "birth_date": _("birth date"),
-    "name": _("name"),
+    "snils": pgettext_lazy("search matched on", "SNILS"),
+    "oms_policy": pgettext_lazy("search matched on", "OMS policy"),
+    "card_number": pgettext_lazy("search matched on", "card number"),
+    "phone": pgettext_lazy("search matched on", "phone"),
+    "birth_date": pgettext_lazy("search matched on", "birth date"),
+    "name": pgettext_lazy("search matched on", "name"),
 }
 # Why a change was made, from the history context the services set.
 HISTORY_CONTEXT_NOTES = {
