@@ -106,14 +106,15 @@ def duplicate_candidates(
 
 def _similarity(person: Person, facts: PersonFacts) -> float:
     """A cheap in-Python similarity for ranking candidates found by other reasons."""
-    mine = set(_trigrams(person.name_key))
-    theirs = set(_trigrams(search_key(facts.last_name, facts.first_name, facts.patronymic)))
+    mine = set(name_trigrams(person.name_key))
+    theirs = set(name_trigrams(search_key(facts.last_name, facts.first_name, facts.patronymic)))
     if not mine or not theirs:
         return 0.0
     return len(mine & theirs) / len(mine | theirs)
 
 
-def _trigrams(text: str) -> list[str]:
+def name_trigrams(text: str) -> list[str]:
+    """pg_trgm's trigrams of a name key (each word padded), for similarity in Python."""
     grams: list[str] = []
     for word in text.split():
         padded = f"  {word} "

@@ -6,6 +6,7 @@ from typing import Any
 
 from clinic.core.policies import has_capability
 from clinic.core.roles import Capability
+from clinic.core.selectors import organization_list
 
 from .models import CardType, MedicalCard, Person
 
@@ -62,3 +63,13 @@ def can_create_card(user: Any, card_type: CardType) -> bool:
 
 def can_move_paper_card(user: Any, card: MedicalCard) -> bool:
     return can_register_patient(user) and can_open_card(user, card)
+
+
+def can_import_patients(user: Any, organization: Any = None) -> bool:
+    """Migration imports are an administrator's job (the admin's "Import patients" page).
+
+    With an organization, the user must also work for it (superusers work for all).
+    """
+    if not has_capability(user, Capability.MANAGE_REFERENCE_DATA):
+        return False
+    return organization is None or organization_list(actor=user).filter(pk=organization.pk).exists()

@@ -7,6 +7,7 @@ import datetime
 import phonenumbers
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -85,6 +86,7 @@ def test_impossible_dates_name_the_value(typed: str) -> None:
     assert raised.value.params == {"value": typed}
 
 
+@translation.override("en")
 def test_birth_date_checks() -> None:
     today = datetime.date(2026, 11, 22)
     validate_birth_date(datetime.date(1950, 1, 1), today=today)
