@@ -18,6 +18,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
@@ -39,7 +40,7 @@ from clinic.core.admin import (
     CapabilityAdminMixin,
     CoreModelAdmin,
 )
-from clinic.core.models import Organization
+from clinic.core.models import Organization, Staff, StaffStatus
 from clinic.core.roles import Capability
 from clinic.core.selectors import organization_list
 from clinic.core.validators import normalize_snils
@@ -66,8 +67,8 @@ from .models import (
     PersonMerge,
     PersonRelation,
 )
-from .selectors import card_types_for_actor
-from .services import EDITABLE_FIELDS, person_update
+from .selectors import card_type_granted_staff, card_types_for_actor
+from .services import EDITABLE_FIELDS, card_type_grants_set, person_update
 
 IMPORT_REPORT_ROWS = 100
 IMPORT_FILE_SUFFIXES = (".csv", ".txt", ".xlsx")
@@ -298,10 +299,32 @@ class PersonRelationAdmin(RegistryViewAdmin):
 # Cards -----------------------------------------------------------------------------------------
 
 
+class CardTypeForm(forms.ModelForm):
+    """The card type plus the staff granted to open its cards (django-guardian permissions)."""
+
+    granted_staff = forms.ModelMultipleChoiceField(
+        label=_("Staff who may open these cards"),
+        queryset=Staff.objects.filter(user__isnull=False, status=StaffStatus.ACTIVE),
+        required=False,
+        widget=FilteredSelectMultiple(_("staff"), is_stacked=False),
+    )
+
+    class Meta:
+        model = CardType
+        fields = ("organization", "code", "name", "number_prefix", "is_active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["granted_staff"].initial = card_type_granted_staff(self.instance)
+
+
 @admin.register(CardType)
 class CardTypeAdmin(CoreModelAdmin):
-    """Card types are reference data: administrators add them and deactivate them."""
+    """Card types are reference data: administrators add them, deactivate them and decide who
+    may open cards of each type."""
 
+    form = CardTypeForm
     list_display = ("name", "code", "number_prefix", "organization", "is_active")
     list_filter = ("is_active", "organization")
     search_fields = ("name", "code")
@@ -309,8 +332,17 @@ class CardTypeAdmin(CoreModelAdmin):
     autocomplete_fields = ("organization",)
     fieldsets = (
         (None, {"fields": ("organization", "code", "name", "number_prefix", "is_active")}),
+        (_("Access"), {"fields": ("granted_staff",)}),
         RECORD_FIELDSET,
     )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        card_type_grants_set(
+            actor=request.user,
+            card_type=form.instance,
+            staff=list(form.cleaned_data["granted_staff"]),
+        )
 
 
 @admin.register(CardNumberSequence)

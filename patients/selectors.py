@@ -6,9 +6,10 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.http import Http404
-from guardian.shortcuts import get_objects_for_user
+from guardian.shortcuts import get_objects_for_user, get_users_with_perms
 
 from clinic.audit.services import access_log_record
+from clinic.core.models import Staff
 from clinic.core.selectors import organization_list
 
 from .models import CardType, Consent, ConsentKind, MedicalCard, PaperLocation, Person
@@ -42,6 +43,14 @@ def card_types_for_actor(actor: Any) -> QuerySet[CardType]:
         klass=CardType.objects.filter(is_active=True),
         accept_global_perms=False,
     )
+
+
+def card_type_granted_staff(card_type: CardType) -> QuerySet[Staff]:
+    """Staff whose login holds the per-type grant to open cards of ``card_type``."""
+    users = get_users_with_perms(
+        card_type, only_with_perms_in=["open_cardtype"], with_group_users=False
+    )
+    return Staff.objects.filter(user__in=users)
 
 
 def card_list(*, actor: Any, person: Person) -> QuerySet[MedicalCard]:

@@ -487,3 +487,16 @@ def card_type_revoke(*, actor: Any, staff: Staff, card_type: CardType) -> None:
         raise PermissionDenied
     if staff.user is not None:
         remove_perm(policies.OPEN_CARD_TYPE, staff.user, card_type)
+
+
+@transaction.atomic
+def card_type_grants_set(*, actor: Any, card_type: CardType, staff: list[Staff]) -> None:
+    """Make exactly ``staff`` the people who may open cards of ``card_type``."""
+    from .selectors import card_type_granted_staff
+
+    current = set(card_type_granted_staff(card_type))
+    wanted = set(staff)
+    for member in wanted - current:
+        card_type_grant(actor=actor, staff=member, card_type=card_type)
+    for member in current - wanted:
+        card_type_revoke(actor=actor, staff=member, card_type=card_type)

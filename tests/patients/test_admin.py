@@ -536,3 +536,27 @@ def test_roles_without_the_admin_cannot_reach_the_import_page(client: Client) ->
     response = client.get(reverse(IMPORT_URL))
     assert response.status_code in (302, 403)
     assert ImportRun.objects.count() == 0
+
+
+def test_card_type_grants_are_managed_on_the_card_type_page(
+    admin_client: Client, rows: dict[type[models.Model], models.Model]
+) -> None:
+    """Granting and withdrawing the per-type permission goes through the registry service."""
+    from guardian.shortcuts import assign_perm
+
+    from clinic.core.roles import Role
+    from patients.models import CardType
+    from patients.selectors import card_type_granted_staff
+    from tests.core.factories import staff_with_role
+
+    card_type = CardType.objects.get(code="venereology", organization=None)
+    granted, withdrawn = staff_with_role(Role.DOCTOR), staff_with_role(Role.DOCTOR)
+    assign_perm("patients.open_cardtype", withdrawn.user, card_type)
+    url = admin_url(CardType, "change", card_type.pk)
+    data = change_form_data(admin_client.get(url))
+    assert data["granted_staff"] == [withdrawn.pk]
+    data["granted_staff"] = [granted.pk]
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert list(card_type_granted_staff(card_type)) == [granted]
+    assert granted.user.has_perm("patients.open_cardtype", card_type)
