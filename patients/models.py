@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from clinic.audit.history import track_history
 from clinic.core.models import Branch, Organization, Room, Staff, TimeStampedModel
@@ -629,7 +630,7 @@ class ImportRun(models.Model):
 
 
 class ImportOutcome(models.TextChoices):
-    CREATED = "created", _("Created")
+    CREATED = "created", pgettext_lazy("import outcome", "Created")
     MATCHED = "matched", _("Matched an existing person")
     MERGED = "merged", _("Merged into an existing person")
     REJECTED = "rejected", _("Rejected")
