@@ -25,7 +25,7 @@ from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from clinic.audit.admin import EVENT_LABELS, HistoryValueFormatter, format_timestamp
+from clinic.audit.formatting import EVENT_LABELS, HistoryValueFormatter, format_timestamp
 from clinic.audit.models import SecurityEventKind
 from clinic.audit.selectors import history_for_object
 from clinic.audit.services import security_event_record
