@@ -15,10 +15,12 @@ from clinic.core.models import Staff
 from clinic.core.roles import Role
 from clinic.core.services import roles_sync
 from patients.models import CardType
+from scheduling.models import AppointmentStatus
 
 from .core.factories import staff_with_role
 
 STANDARD_CARD_TYPES = importlib.import_module("patients.migrations.0002_standard_card_types")
+SCHEDULING_REFERENCE = importlib.import_module("scheduling.migrations.0002_reference_data")
 
 PASSWORD = "correct-horse-battery"
 
@@ -33,8 +35,8 @@ def _clear_cache() -> Any:
 
 @pytest.fixture(autouse=True)
 def _role_groups(request: pytest.FixtureRequest, django_db_blocker: Any) -> None:
-    """Role groups and standard card types come from migrations; a transactional test's flush
-    removes them, so restore them.
+    """Role groups, standard card types and scheduling reference data come from migrations; a
+    transactional test's flush removes them, so restore them.
 
     Runs before the test's own transaction, so the groups are committed like migration data.
     """
@@ -47,6 +49,8 @@ def _role_groups(request: pytest.FixtureRequest, django_db_blocker: Any) -> None
             roles_sync()
         if not CardType.objects.filter(organization=None, code="outpatient").exists():
             STANDARD_CARD_TYPES.add_standard_card_types(django_apps, None)
+        if not AppointmentStatus.objects.filter(code=AppointmentStatus.CANCELLED).exists():
+            SCHEDULING_REFERENCE.forward(django_apps, None)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from rest_framework.views import exception_handler
 
 from clinic.audit.models import SecurityEventKind
 from clinic.audit.services import security_event_record
+from clinic.core.errors import DomainError
 
 
 def _flatten(detail: Any) -> Any:
@@ -30,6 +31,10 @@ def _flatten(detail: Any) -> Any:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        fields = {exc.field: [str(exc.message)]} if exc.field else {}
+        body = {"code": exc.code, "message": str(exc.message), "fields": fields, **exc.details}
+        return Response({"error": body}, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

@@ -12,6 +12,7 @@ v1: list[URLPattern | URLResolver] = [
     path("staff/", views.StaffListView.as_view(), name="staff-list"),
     path("outbox/", include("clinic.outbox.api")),
     path("", include("patients.api")),
+    path("scheduling/", include("scheduling.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,250 @@
+"""Slot holds on Redis: a slot picked at one screen shows as held at every other screen.
+
+A hold covers the 5-minute cells of a time range on each resource. Cells are Redis keys set with
+``SET key token NX PX ttl`` inside one Lua script, so a hold is taken on all cells or on none;
+release deletes only the cells that still carry the owner's token (compare-and-delete). Every
+hold also sits in a per-resource sorted set by start time so that availability can list the
+holds of a day without scanning keys; members whose keys have expired are skipped and pruned.
+
+Holds are for people, not for correctness. When Redis is unreachable, ``slot_hold`` raises
+``HoldsUnavailable`` (the screen says so) and everything that only *reads* holds sees none:
+booking still works and the exclusion constraint still decides.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CELL = datetime.timedelta(minutes=5)
+_PREFIX = "clinic:hold"
+
+# KEYS: cell keys..., then the per-resource index keys (one per resource, see ARGV[4]).
+# ARGV: token, ttl ms, index member JSON, number of index keys, index score.
+_ACQUIRE = """
+local n_index = tonumber(ARGV[4])
+local n_cells = #KEYS - n_index
+for i = 1, n_cells do
+  local owner = redis.call('GET', KEYS[i])
+  if owner and owner ~= ARGV[1] then
+    return KEYS[i]
+  end
+end
+for i = 1, n_cells do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+for i = n_cells + 1, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[3])
+  redis.call('PEXPIRE', KEYS[i], 86400000)
+end
+return false
+"""
+
+# KEYS: cell keys...; ARGV: token. Deletes only cells the token still owns.
+_RELEASE = """
+local deleted = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    deleted = deleted + redis.call('DEL', KEYS[i])
+  end
+end
+return deleted
+"""
+
+
+class HoldsUnavailable(Exception):
+    """Redis cannot be reached; the caller goes on without a hold."""
+
+
+class SlotHeld(Exception):
+    """Somebody else holds part of the range."""
+
+    def __init__(self, resource_id: int, cell_start: datetime.datetime) -> None:
+        super().__init__(f"resource {resource_id} held at {cell_start.isoformat()}")
+        self.resource_id = resource_id
+        self.cell_start = cell_start
+
+
+@dataclass(frozen=True)
+class Hold:
+    token: str
+    resource_ids: tuple[int, ...]
+    starts_at: datetime.datetime
+    ends_at: datetime.datetime
+    expires_at: datetime.datetime
+
+
+@lru_cache(maxsize=1)
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+def hold_ttl_seconds() -> int:
+    return int(getattr(settings, "SLOT_HOLD_TTL_SECONDS", 300))
+
+
+def _cells(start: datetime.datetime, end: datetime.datetime) -> list[int]:
+    """Epoch seconds of the 5-minute cells that [start, end) touches."""
+    step = int(CELL.total_seconds())
+    first = int(start.timestamp()) // step * step
+    last = int(end.timestamp())
+    return list(range(first, last, step))
+
+
+def _cell_key(resource_id: int, cell: int) -> str:
+    return f"{_PREFIX}:cell:{resource_id}:{cell}"
+
+
+def _index_key(resource_id: int) -> str:
+    return f"{_PREFIX}:index:{resource_id}"
+
+
+def slot_hold(
+    *,
+    resource_ids: Iterable[int],
+    starts_at: datetime.datetime,
+    ends_at: datetime.datetime,
+    token: str | None = None,
+    ttl_seconds: int | None = None,
+) -> Hold:
+    """Hold [starts_at, ends_at) on every resource, or raise ``SlotHeld``.
+
+    Passing the token of one's own hold extends it (or moves it to another range the same person
+    picked); a new token is made otherwise.
+    """
+    ids = tuple(sorted(set(resource_ids)))
+    token = token or secrets.token_urlsafe(18)
+    ttl = ttl_seconds or hold_ttl_seconds()
+    cells = _cells(starts_at, ends_at)
+    keys = [_cell_key(resource_id, cell) for resource_id in ids for cell in cells]
+    member = json.dumps(
+        {"t": token, "s": starts_at.timestamp(), "e": ends_at.timestamp(), "k": keys[0]}
+    )
+    try:
+        conflict = _client().eval(
+            _ACQUIRE,
+            len(keys) + len(ids),
+            *keys,
+            *[_index_key(resource_id) for resource_id in ids],
+            token,
+            ttl * 1000,
+            member,
+            len(ids),
+            starts_at.timestamp(),
+        )
+    except redis.RedisError as exc:
+        logger.warning("Slot holds are unavailable: %s", exc)
+        raise HoldsUnavailable from exc
+    if conflict:
+        _, _, _, resource_id, cell = (
+            conflict.decode() if isinstance(conflict, bytes) else conflict
+        ).split(":")
+        raise SlotHeld(int(resource_id), datetime.datetime.fromtimestamp(int(cell), datetime.UTC))
+    now = datetime.datetime.now(datetime.UTC)
+    return Hold(
+        token=token,
+        resource_ids=ids,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        expires_at=now + datetime.timedelta(seconds=ttl),
+    )
+
+
+def slot_release(
+    *,
+    token: str,
+    resource_ids: Iterable[int],
+    starts_at: datetime.datetime,
+    ends_at: datetime.datetime,
+) -> int:
+    """Release the cells of the range that the token still holds; returns how many were freed.
+
+    Best effort: with Redis down, the hold simply expires by itself.
+    """
+    keys = [
+        _cell_key(resource_id, cell)
+        for resource_id in sorted(set(resource_ids))
+        for cell in _cells(starts_at, ends_at)
+    ]
+    try:
+        return int(_client().eval(_RELEASE, len(keys), *keys, token))
+    except redis.RedisError as exc:
+        logger.warning("Could not release a slot hold: %s", exc)
+        return 0
+
+
+def held_ranges(
+    resource_ids: Iterable[int],
+    start: datetime.datetime,
+    end: datetime.datetime,
+    *,
+    except_token: str | None = None,
+) -> dict[int, list[tuple[datetime.datetime, datetime.datetime]]]:
+    """Live holds of each resource overlapping [start, end), other than ``except_token``'s.
+
+    Empty when Redis is unreachable: holds never block anything on their own.
+    """
+    ids = sorted(set(resource_ids))
+    result: dict[int, list[tuple[datetime.datetime, datetime.datetime]]] = {}
+    if not ids:
+        return result
+    # A hold lasts minutes, so one that started a day before ``start`` cannot still overlap.
+    low = start.timestamp() - 86400
+    try:
+        client = _client()
+        with client.pipeline(transaction=False) as pipe:
+            for resource_id in ids:
+                pipe.zrangebyscore(_index_key(resource_id), low, end.timestamp())
+            members_by_resource = pipe.execute()
+        decoded = [[json.loads(member) for member in members] for members in members_by_resource]
+        first_keys = [member["k"] for members in decoded for member in members]
+        owners = client.mget(first_keys) if first_keys else []
+    except redis.RedisError as exc:
+        logger.warning("Slot holds are unavailable: %s", exc)
+        return result
+    position = 0
+    stale: list[tuple[int, str]] = []
+    for resource_id, members in zip(ids, decoded, strict=True):
+        for member in members:
+            owner = owners[position]
+            position += 1
+            owner_token = owner.decode() if isinstance(owner, bytes) else owner
+            if owner_token != member["t"]:
+                stale.append((resource_id, json.dumps(member)))
+                continue
+            if except_token is not None and member["t"] == except_token:
+                continue
+            hold_start = datetime.datetime.fromtimestamp(member["s"], datetime.UTC)
+            hold_end = datetime.datetime.fromtimestamp(member["e"], datetime.UTC)
+            if hold_start < end and start < hold_end:
+                result.setdefault(resource_id, []).append((hold_start, hold_end))
+    if stale:
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for resource_id, member_json in stale:
+                    pipe.zrem(_index_key(resource_id), member_json)
+                pipe.execute()
+        except redis.RedisError:  # pruning is housekeeping only
+            pass
+    return result
+
+
+def held_by_other(
+    *,
+    resource_ids: Iterable[int],
+    starts_at: datetime.datetime,
+    ends_at: datetime.datetime,
+    token: str | None,
+) -> bool:
+    """True when someone other than ``token`` holds part of the range (False if Redis is down)."""
+    return bool(held_ranges(resource_ids, starts_at, ends_at, except_token=token or ""))
