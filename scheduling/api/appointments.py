@@ -1,0 +1,5 @@
+"""Appointments API."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
