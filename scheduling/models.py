@@ -679,7 +679,7 @@ class Appointment(TimeStampedModel):
     kind = models.ForeignKey(
         AppointmentKind, verbose_name=_("kind"), on_delete=models.PROTECT, related_name="+"
     )
-    services = models.ManyToManyField(
+    services: models.ManyToManyField[Service, AppointmentService] = models.ManyToManyField(
         Service, verbose_name=_("services"), through="AppointmentService", related_name="+"
     )
     doctor = models.ForeignKey(

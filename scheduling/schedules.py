@@ -115,8 +115,8 @@ def working_intervals(
     ):
         calendars[row.organization_id][row.date] = row
     by_resource: dict[int, list[WorkSchedule]] = defaultdict(list)
-    for schedule in schedules:
-        by_resource[schedule.resource_id].append(schedule)
+    for row_schedule in schedules:
+        by_resource[row_schedule.resource_id].append(row_schedule)
     organization_of = {resource.pk: resource.organization_id for resource in resources}
 
     days = [date_from + datetime.timedelta(days=n) for n in range((date_to - date_from).days + 1)]

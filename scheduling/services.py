@@ -181,7 +181,7 @@ def _conflict_error(
             is_active=True,
             during__overlap=DateTimeTZRange(start, end, "[)"),
         )
-        .exclude(appointment_id=exclude_appointment_id)
+        .exclude(appointment_id=exclude_appointment_id or 0)
         .select_related("resource")
         .order_by("resource_id")
         .first()
@@ -213,7 +213,7 @@ def _busy(
         Occupancy.objects.filter(
             resource=resource, is_active=True, during__overlap=DateTimeTZRange(start, end, "[)")
         )
-        .exclude(appointment_id=exclude_appointment_id)
+        .exclude(appointment_id=exclude_appointment_id or 0)
         .exists()
     )
 
@@ -448,9 +448,9 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
                     field="services",
                 )
     elif doctor_requirements:
-        named = [r.resource for r in doctor_requirements if r.resource_id]
+        named = [r.resource for r in doctor_requirements if r.resource is not None]
         specialty_ids = {r.specialty_id for r in doctor_requirements if r.specialty_id}
-        candidates = named or list(
+        candidates: list[Resource] = named or list(
             Resource.objects.filter(
                 kind=ResourceKind.DOCTOR,
                 is_active=True,
@@ -488,7 +488,7 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
         room_id = room.room_id
     elif room_requirements:
         requirement = room_requirements[0]
-        if requirement.resource_id:
+        if requirement.resource is not None:
             candidates = [requirement.resource]
         else:
             candidates = list(
@@ -517,7 +517,7 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
             for d in equipment
         ):
             continue
-        if requirement.resource_id:
+        if requirement.resource is not None:
             candidates = [requirement.resource]
         else:
             candidates = list(
@@ -529,16 +529,16 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
                 ).order_by("pk")
             )
         scheduled |= has_schedule([c.pk for c in candidates])
-        device = _pick(
+        picked = _pick(
             candidates, start, occupied_until, branch.pk, exclude_appointment_id, scheduled
         )
-        if device is None:
+        if picked is None:
             raise SlotConflict(
                 "no_equipment_free",
                 _("No “%(type)s” is free then.")
                 % {"type": requirement.equipment_type or requirement.resource},
             )
-        equipment.append(device)
+        equipment.append(picked)
     for resource in [r for r in (request.room, *equipment) if r is not None]:
         if resource.pk in scheduled:
             _check_working_time(resource, start, end, branch.pk)
@@ -598,11 +598,11 @@ def _check_quotas(
             starts_at__gte=low,
             starts_at__lt=high,
             status__occupies=True,
-        ).exclude(pk=exclude_appointment_id)
+        ).exclude(pk=exclude_appointment_id or 0)
         if quota.scope == QuotaScope.PAYER:
             booked = booked.filter(payer_kind=quota.payer_kind)
         elif quota.scope == QuotaScope.SERVICE:
-            booked = booked.filter(lines__service_id=quota.service_id)
+            booked = booked.filter(lines__service_id=quota.service_id or 0)
         else:
             booked = booked.filter(doctor_id=quota.resource_id)
         if booked.count() >= quota.limit:

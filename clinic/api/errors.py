@@ -32,8 +32,9 @@ def _flatten(detail: Any) -> Any:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        fields = {exc.field: [str(exc.message)]} if exc.field else {}
-        body = {"code": exc.code, "message": str(exc.message), "fields": fields, **exc.details}
+        field_errors = {exc.field: [str(exc.message)]} if exc.field else {}
+        body = {"code": exc.code, "message": str(exc.message), "fields": field_errors}
+        body.update(exc.details)
         return Response({"error": body}, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
