@@ -210,6 +210,8 @@ def test_merge_moves_contacts_consents_cards_and_relations_to_the_survivor(
         "medical_cards": [scenario["merged_card"].pk],
         "relations": [scenario["merged_mother"].pk],
         "relations_as_relative": [scenario["son_father"].pk],
+        "appointments": [],
+        "waitlist_entries": [],
     }
     assert merge.moved["kept"] == {}
     assert merge.moved["skipped"] == {}
