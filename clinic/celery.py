@@ -26,6 +26,10 @@ def _beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "outbox.dispatch_due",
             "schedule": float(settings.OUTBOX_RELAY_INTERVAL_SECONDS),
         },
+        "scheduling-expire-waitlist-offers": {
+            "task": "scheduling.expire_waitlist_offers",
+            "schedule": 60.0,
+        },
     }
 
 

@@ -15,17 +15,18 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pghistory
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg import errors as pg_errors
 
 from clinic.core.models import Branch, Staff
 from patients.models import Person
@@ -53,6 +54,8 @@ from .models import (
     Service,
 )
 from .schedules import break_intervals, has_schedule, overlaps, working_intervals
+
+T = TypeVar("T")
 
 EXCLUSION_CONSTRAINT = "scheduling_occupancy_no_overlap"
 IDEMPOTENCY_CONSTRAINT = "scheduling_appointment_idempotency_key_key"
@@ -657,6 +660,30 @@ def _existing_for_key(key: str, fingerprint: str) -> Appointment | None:
     return existing
 
 
+DEADLOCK_ATTEMPTS = 3
+
+
+def _with_deadlock_retry(work: Callable[[], T]) -> T:
+    """Run ``work`` in a transaction, again if PostgreSQL broke a deadlock by aborting it.
+
+    Resources named in a request are locked before the ones chosen for it, so two bookings can
+    still wait on each other in a cycle; PostgreSQL aborts one, and it is simply run again. After
+    the last attempt the refusal is a 409 asking to try again, never a 500.
+    """
+    for attempt in range(DEADLOCK_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return work()
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, pg_errors.DeadlockDetected):
+                raise
+            if attempt == DEADLOCK_ATTEMPTS - 1:
+                raise SlotConflict(
+                    "schedule_busy", _("The schedule is busy right now. Try again.")
+                ) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def appointment_book(*, actor: Any, request: BookingRequest) -> Appointment:
     """Book an appointment; the same idempotency key returns the same appointment.
 
@@ -671,8 +698,7 @@ def appointment_book(*, actor: Any, request: BookingRequest) -> Appointment:
         if existing is not None:
             return existing
     try:
-        with transaction.atomic():
-            appointment = _book_locked(actor, request, fingerprint)
+        appointment = _with_deadlock_retry(lambda: _book_locked(actor, request, fingerprint))
     except IntegrityError as exc:
         # Two requests with one key raced: the loser answers with the winner's appointment.
         if request.idempotency_key and _constraint_name(exc) == IDEMPOTENCY_CONSTRAINT:
@@ -850,7 +876,8 @@ def appointment_move(
     The old occupancies are replaced in the same transaction, so a refused move leaves the
     appointment exactly where it was.
     """
-    with transaction.atomic():
+
+    def work() -> Appointment:
         current = _locked(appointment)
         _ensure_changeable(actor, current)
         old_start, old_end, old_doctor = current.starts_at, current.ends_at, current.doctor
@@ -884,7 +911,9 @@ def appointment_move(
         )
         if moved_away:
             _freed(old_doctor.pk if old_doctor else None, old_start, old_end)
-    return current
+        return current
+
+    return _with_deadlock_retry(work)
 
 
 def appointment_copy(
