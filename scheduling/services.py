@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -56,6 +57,8 @@ from .models import (
 from .schedules import break_intervals, has_schedule, overlaps, working_intervals
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 EXCLUSION_CONSTRAINT = "scheduling_occupancy_no_overlap"
 IDEMPOTENCY_CONSTRAINT = "scheduling_appointment_idempotency_key_key"
@@ -848,17 +851,26 @@ def _ensure_changeable(actor: Any, appointment: Appointment) -> None:
 
 
 def _freed(doctor_id: int | None, starts_at: datetime.datetime, ends_at: datetime.datetime) -> None:
-    """Offer a freed doctor's time to the waitlist once the change commits."""
+    """Offer a freed doctor's time to the waitlist once the change commits.
+
+    The change has committed by then, so a failure to offer is logged rather than turned into
+    an error for the person who cancelled or moved.
+    """
     if doctor_id is None or ends_at <= timezone.now():
         return
     from .waitlist import waitlist_offer_freed_slot
 
     freed_at = timezone.now()
-    transaction.on_commit(
-        lambda: waitlist_offer_freed_slot(
-            doctor_id=doctor_id, starts_at=starts_at, ends_at=ends_at, freed_at=freed_at
-        )
-    )
+
+    def offer() -> None:
+        try:
+            waitlist_offer_freed_slot(
+                doctor_id=doctor_id, starts_at=starts_at, ends_at=ends_at, freed_at=freed_at
+            )
+        except Exception:
+            logger.exception("Could not offer the freed time of doctor %s", doctor_id)
+
+    transaction.on_commit(offer)
 
 
 def appointment_move(

@@ -297,3 +297,20 @@ def test_status_transitions(clinic):
     appointment_set_status(actor=doctor_user, appointment=appointment, code="in_progress")
     done = appointment_set_status(actor=doctor_user, appointment=appointment, code="completed")
     assert done.status.code == AppointmentStatus.COMPLETED
+
+
+def test_a_failure_to_offer_the_freed_time_does_not_undo_the_cancellation(
+    clinic, monkeypatch, django_capture_on_commit_callbacks, caplog
+):
+    appointment = appointment_book(actor=clinic["actor"], request=request_for(clinic))
+
+    def broken(**kwargs):
+        raise RuntimeError("offer store down")
+
+    monkeypatch.setattr("scheduling.waitlist.waitlist_offer_freed_slot", broken)
+    reason = CancelReason.objects.get(code="patient_request")
+    with django_capture_on_commit_callbacks(execute=True):
+        appointment_cancel(actor=clinic["actor"], appointment=appointment, reason=reason)
+    appointment.refresh_from_db()
+    assert appointment.status.code == AppointmentStatus.CANCELLED
+    assert "Could not offer the freed time" in caplog.text
