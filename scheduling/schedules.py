@@ -136,6 +136,7 @@ def working_intervals(
                 schedule.follows_calendar
                 and schedule.rotation == Rotation.WEEKDAYS
                 and day in calendar
+                and day.isoweekday() >= 6
                 and day_type in (CalendarDayType.WORKING, CalendarDayType.SHORTENED)
             )
             if not (_day_is_worked(schedule, day) or transferred_working_day):

@@ -77,9 +77,13 @@ def demo_exists() -> bool:
 
 @transaction.atomic
 def demo_load() -> bool:
-    """Create the demo organization unless it exists; return True when something was created."""
+    """Create the demo organization unless it exists; return True when something was created.
+
+    The schedule's demo data is loaded after the staff it links to; a demo database made before
+    the schedule existed gets it on the next run.
+    """
     if demo_exists():
-        return False
+        return _scheduling_demo_load(Organization.objects.get(inn=DEMO_INN))
     organization = Organization.objects.create(
         name='Общество с ограниченной ответственностью "Клиника Здоровье"',
         short_name="Клиника Здоровье",
@@ -173,4 +177,12 @@ def demo_load() -> bool:
         if role == Role.ADMINISTRATOR and staff.user is not None:
             staff.user.is_staff = True
             staff.user.save(update_fields=["is_staff"])
+    _scheduling_demo_load(organization)
     return True
+
+
+def _scheduling_demo_load(organization: Organization) -> bool:
+    # Imported here: the core is imported by every app, so it must not import them at load time.
+    from scheduling.demo import scheduling_demo_load
+
+    return scheduling_demo_load(organization)

@@ -209,6 +209,11 @@ SPECTACULAR_SETTINGS = {
         "ConsentKindEnum": "patients.models.ConsentKind",
         "ContactKindEnum": "patients.models.ContactKind",
         "OutboxStateEnum": "clinic.outbox.models.OutboxState",
+        "ExceptionKindEnum": "scheduling.models.ExceptionKind",
+        "BookingChannelEnum": "scheduling.models.BookingChannel",
+        "ResourceKindEnum": "scheduling.models.ResourceKind",
+        "RotationEnum": "scheduling.models.Rotation",
+        "CalendarDayTypeEnum": "scheduling.models.CalendarDayType",
     },
 }
 
