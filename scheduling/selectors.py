@@ -14,6 +14,28 @@ from clinic.core.selectors import branch_list
 from .models import Appointment, AppointmentService, AppointmentStatus, Occupancy
 
 
+def _with_details(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
+    return appointments.select_related(
+        "branch",
+        "patient",
+        "doctor",
+        "room",
+        "kind",
+        "status",
+        "cancel_reason",
+        "follow_up_of",
+        "copied_from",
+    ).prefetch_related(
+        Prefetch("lines", queryset=AppointmentService.objects.select_related("service")),
+        Prefetch("occupancies", queryset=Occupancy.objects.select_related("resource")),
+    )
+
+
+def appointment_with_details(pk: int) -> Appointment:
+    """One appointment with what its output shows; for code that has already authorised it."""
+    return _with_details(Appointment.objects.filter(pk=pk)).get()
+
+
 def appointment_list(
     *,
     actor: Any,
@@ -28,25 +50,9 @@ def appointment_list(
 
     Dates are local dates of the server's time zone, inclusive.
     """
-    appointments = (
+    appointments = _with_details(
         Appointment.objects.filter(branch__in=branch_list(actor=actor))
-        .select_related(
-            "branch",
-            "patient",
-            "doctor",
-            "room",
-            "kind",
-            "status",
-            "cancel_reason",
-            "follow_up_of",
-            "copied_from",
-        )
-        .prefetch_related(
-            Prefetch("lines", queryset=AppointmentService.objects.select_related("service")),
-            Prefetch("occupancies", queryset=Occupancy.objects.select_related("resource")),
-        )
-        .order_by("starts_at", "pk")
-    )
+    ).order_by("starts_at", "pk")
     if branch_id is not None:
         appointments = appointments.filter(branch_id=branch_id)
     if date_from is not None:

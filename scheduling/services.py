@@ -24,7 +24,7 @@ import pghistory
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg import errors as pg_errors
@@ -379,6 +379,7 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
     services = list(request.services)
     if not services:
         raise SchedulingError("no_service", _("Choose at least one service."), field="services")
+    prefetch_related_objects(services, "requirements")  # no query when already prefetched
     for service in services:
         if service.organization_id != branch.organization_id or not service.is_active:
             raise SchedulingError(
@@ -727,17 +728,25 @@ def _lock_keys(
     return [(LOCK_RESOURCE, r.pk) for r in resources] + [(LOCK_QUOTA, q.pk) for q in quotas]
 
 
-def _lock_candidates(request: BookingRequest) -> None:
-    """Lock the resources the request names before any check (the rest are locked once chosen)."""
+def _lock_candidates(request: BookingRequest) -> list[tuple[int, int]]:
+    """Lock the resources the request names before any check (the rest are locked once chosen);
+    returns the keys locked."""
     named = [r for r in (request.doctor, request.room, *request.equipment) if r is not None]
-    advisory_lock(_lock_keys(named))
+    keys = _lock_keys(named)
+    advisory_lock(keys)
+    return keys
+
+
+_RELATION_FIELDS = [
+    field.name for field in Appointment._meta.concrete_fields if field.is_relation
+] + ["idempotency_key"]
 
 
 def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appointment:
-    _lock_candidates(request)
+    held = set(_lock_candidates(request))
     plan = plan_booking(request)
     quotas = _quotas_for(request, plan)
-    advisory_lock(_lock_keys(plan.resources, quotas))
+    advisory_lock(key for key in _lock_keys(plan.resources, quotas) if key not in held)
     _check_quotas(request, plan, quotas, None)
     if holds.held_by_other(
         resource_ids=[r.pk for r in plan.resources],
@@ -779,7 +788,10 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
         idempotency_fingerprint=fingerprint if request.idempotency_key else "",
         created_by=_user(actor),
     )
-    appointment.full_clean(exclude=["idempotency_key"])
+    # Field validation only: the related rows were all just read, and the database enforces the
+    # check constraints itself, so full_clean()'s existence and constraint queries are skipped.
+    appointment.clean_fields(exclude=_RELATION_FIELDS)
+    appointment.clean()
     appointment.save()
     AppointmentService.objects.bulk_create(
         [AppointmentService(appointment=appointment, service=s) for s in request.services]

@@ -188,8 +188,9 @@ def _booking_request(request: Request, data: dict[str, Any]) -> services.Booking
 
 
 def _fresh(request: Request, appointment: Appointment) -> dict[str, Any]:
-    """The appointment as the list shows it, re-read with everything the output needs."""
-    again = selectors.appointment_get_for_actor(actor=request.user, public_id=appointment.public_id)
+    """The appointment just written, re-read with everything the output needs (the service
+    authorised the actor for it, so no branch scoping is repeated here)."""
+    again = selectors.appointment_with_details(appointment.pk)
     return dict(AppointmentOutSerializer(again).data)
 
 
