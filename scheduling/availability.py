@@ -18,13 +18,13 @@ import bisect
 import datetime
 import math
 import uuid
+import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
+from typing import NamedTuple
 
 from django.db import connection
-from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Count, Exists, F, FloatField, Func, OuterRef, Q
 from django.db.models.functions import TruncDate
 from django.db.models.query import prefetch_related_objects
@@ -39,7 +39,6 @@ from .models import (
     Appointment,
     AppointmentService,
     BookingChannel,
-    Occupancy,
     PayerKind,
     Quota,
     QuotaScope,
@@ -48,48 +47,94 @@ from .models import (
     Service,
     WorkSchedule,
 )
+from .plan_cache import plan_cache
 from .schedules import Interval, WorkInterval, break_intervals, working_intervals
 from .services import _period_bounds, channel_rule, doctor_performs
 
 FREE = "free"
 HELD = "held"
 
+# The longest an occupancy can last: a visit of at most a day plus a buffer of at most a day
+# (``services.plan_booking`` and ``Service.buffer_after_minutes`` enforce both).
+MAX_OCCUPANCY = datetime.timedelta(days=2)
 
-@dataclass(slots=True)
-class Slot:
-    """A time a doctor can take the services: free, or held at another screen for now."""
+OCCUPANCY_SQL = """
+    SELECT "resource_id",
+           ARRAY_AGG(FLOOR(DATE_PART('epoch', LOWER("busy")))::int8),
+           ARRAY_AGG(CEIL(DATE_PART('epoch', UPPER("busy")))::int8)
+      FROM (
+            SELECT "resource_id", UNNEST(RANGE_AGG("during")) AS "busy"
+              FROM "scheduling_occupancy"
+             WHERE "is_active"
+               AND "resource_id" = ANY(%s)
+               AND LOWER("during") >= %s
+               AND LOWER("during") < %s
+               AND UPPER("during") > %s
+             GROUP BY "resource_id"
+           ) AS "merged"
+     GROUP BY "resource_id"
+"""
+
+
+class Slot(NamedTuple):
+    """A time a doctor can take the services: free, or held at another screen for now.
+
+    Times are kept as epoch seconds (a two-week grid of fifty doctors is thousands of slots,
+    and building two datetimes for each would cost more than finding them); ``starts_at`` and
+    ``ends_at`` give the aware datetimes.
+    """
 
     doctor_id: int
     doctor_public_id: uuid.UUID
     doctor_name: str
-    starts_at: datetime.datetime
-    ends_at: datetime.datetime
+    start: int
+    end: int
     state: str
 
+    @property
+    def starts_at(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.start, datetime.UTC)
 
-class _Busy:
-    """Merged, sorted ranges of one resource in epoch seconds, with an O(log n) lookup.
+    @property
+    def ends_at(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.end, datetime.UTC)
 
-    Epoch seconds rather than datetimes: the slot loop runs tens of thousands of times for
-    fifty doctors over two weeks, and integer arithmetic keeps it within the time budget.
+
+def _merged_open(ranges: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Merge open ranges (lo, hi) into sorted, disjoint ones; returns their lows and highs.
+
+    Two open ranges that only touch, (1, 3) and (3, 5), stay apart: 3 lies in neither.
     """
+    lows: list[int] = []
+    highs: list[int] = []
+    for low, high in sorted(ranges):
+        if high <= low:
+            continue
+        if lows and low < highs[-1]:
+            highs[-1] = max(highs[-1], high)
+        else:
+            lows.append(low)
+            highs.append(high)
+    return lows, highs
 
-    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
-        merged: list[list[int]] = []
-        for start, end in sorted(ranges):
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        self.starts = [start for start, _end in merged]
-        self.ends = [end for _start, end in merged]
 
-    def blocking_until(self, start: int, end: int) -> int:
-        """The end of the range overlapping [start, end) that ends last, or 0 when none does."""
-        index = bisect.bisect_left(self.starts, end) - 1  # last range starting before ``end``
-        if index >= 0 and self.ends[index] > start:
-            return self.ends[index]
-        return 0
+def _inside(lows: list[int], highs: list[int], point: int) -> bool:
+    """Whether ``point`` lies in one of the merged open ranges (lows[i], highs[i])."""
+    index = bisect.bisect_left(lows, point) - 1
+    return index >= 0 and lows[index] < point < highs[index]
+
+
+def _allowed(low: int, high: int, lows: list[int], highs: list[int]) -> Iterable[tuple[int, int]]:
+    """The closed stretches of [low, high] that no open range (lows[i], highs[i]) covers."""
+    cursor = low
+    index = bisect.bisect_right(highs, low)  # the first range that ends after ``low``
+    while index < len(lows) and lows[index] < high and cursor <= high:
+        if lows[index] >= cursor:
+            yield cursor, lows[index]
+        cursor = max(cursor, highs[index])
+        index += 1
+    if cursor <= high:
+        yield cursor, high
 
 
 def _seconds(ranges: Iterable[Interval]) -> list[tuple[int, int]]:
@@ -288,14 +333,31 @@ def free_slots(
     if not all(_age_allowed(patient_age, s.min_age, s.max_age) for s in services):
         return []
     prefetch_related_objects(services, "requirements", "kind")
-    candidates = _candidates(
-        organization_id=organization_id,
-        services=services,
-        branch=branch,
-        doctors=doctors,
-        specialty=specialty,
-        patient_age=patient_age,
+    plan_key = (
+        organization_id,
+        branch.pk,
+        tuple(service.pk for service in services),
+        specialty,
+        tuple(doctor.pk for doctor in doctors) if doctors is not None else None,
+        patient_age,
+        date_from,
+        date_to,
     )
+
+    def plan() -> tuple[list[Resource], dict[int, list[WorkInterval]]]:
+        found = _candidates(
+            organization_id=organization_id,
+            services=services,
+            branch=branch,
+            doctors=doctors,
+            specialty=specialty,
+            patient_age=patient_age,
+        )
+        if not found or date_to < date_from:
+            return found, {}
+        return found, working_intervals(found, date_from, date_to)
+
+    candidates, planned = plan_cache.get_or_compute(plan_key, plan)
     if not candidates or date_to < date_from:
         return []
 
@@ -308,7 +370,7 @@ def free_slots(
 
     intervals: dict[int, list[WorkInterval]] = {
         pk: [i for i in found if i.branch_id == branch.pk and i.ends_at > earliest]
-        for pk, found in working_intervals(candidates, date_from, date_to).items()
+        for pk, found in planned.items()
     }
     everything = [i for found in intervals.values() for i in found]
     if not everything:
@@ -318,20 +380,14 @@ def free_slots(
     ids = [pk for pk, found in intervals.items() if found]
     breaks = break_intervals(ids, low, high)
     occupied: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    occupancies = (
-        Occupancy.objects.filter(
-            resource_id__in=ids, is_active=True, during__overlap=DateTimeTZRange(low, high, "[)")
-        )
-        .annotate(lower=_epoch("lower"), upper=_epoch("upper"))
-        .values_list("resource_id", "lower", "upper")
-    )
-    # Plain rows of numbers: parsing thousands of range literals and running the ORM's
-    # per-row converters costs more than the query itself.
-    sql, params = occupancies.query.sql_with_params()
+    # Through the partial B-tree index on (resource, start) of active occupancies: one lasts at
+    # most MAX_OCCUPANCY, so one starting earlier than that before ``low`` cannot reach it.
+    # Each doctor's busy time comes back merged, as two arrays of epoch seconds: parsing
+    # thousands of range literals in Python would cost more than the query itself.
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for resource_id, lower, upper in cursor.fetchall():
-            occupied[resource_id].append((int(lower), math.ceil(upper)))
+        cursor.execute(OCCUPANCY_SQL, [ids, low - MAX_OCCUPANCY, high, low])
+        for resource_id, lowers, uppers in cursor.fetchall():
+            occupied[resource_id] = list(zip(lowers, uppers, strict=True))
     held = holds.held_ranges(ids, low, high, except_token=hold_token or "")
     days = [date_from + datetime.timedelta(days=n) for n in range((date_to - date_from).days + 1)]
     closed_for_all, closed_for_doctor = _quota_blocked_days(
@@ -345,59 +401,70 @@ def free_slots(
     slots: list[Slot] = []
     duration_s = int(duration.total_seconds())
     buffer_s = int(buffer.total_seconds())
-    earliest_s = int(earliest.timestamp()) + (earliest.microsecond > 0)
+    earliest_s = math.ceil(earliest.timestamp())
     latest_s = int(latest.timestamp())
-    moments: dict[int, datetime.datetime] = {}
+    zone = zoneinfo.ZoneInfo(branch.time_zone)
 
-    def moment(epoch: int) -> datetime.datetime:
-        """One datetime per distinct time: doctors on one grid share most of their slot times."""
-        found = moments.get(epoch)
-        if found is None:
-            found = moments[epoch] = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-        return found
+    def day_bounds(day: datetime.date) -> tuple[int, int]:
+        first = datetime.datetime.combine(day, datetime.time(), tzinfo=zone)
+        return int(first.timestamp()), int((first + datetime.timedelta(days=1)).timestamp())
 
     for doctor in candidates:
         own = intervals.get(doctor.pk, [])
         if not own:
             continue
-        closed = closed_for_all | closed_for_doctor.get(doctor.pk, set())
-        taken = _Busy(occupied.get(doctor.pk, ()))
-        paused = _Busy(_seconds(breaks.get(doctor.pk, ())))
-        holding = _Busy(_seconds(held.get(doctor.pk, ())))
+        # Starts each thing rules out, as open ranges (lo, hi): a booking [s, s + duration) with
+        # its buffer overlaps an occupancy (a, b) exactly when a - duration - buffer < s < b,
+        # and overlaps a break when a - duration < s < b. A day whose quota is used up rules
+        # out every start in it.
+        blocked = [(a - duration_s - buffer_s, b) for a, b in occupied.get(doctor.pk, ())]
+        blocked += [(a - duration_s, b) for a, b in _seconds(breaks.get(doctor.pk, ()))]
+        for day in closed_for_all | closed_for_doctor.get(doctor.pk, set()):
+            day_start, day_end = day_bounds(day)
+            blocked.append((day_start - 1, day_end))
+        lows, highs = _merged_open(blocked)
+        held_lows, held_highs = _merged_open(
+            (a - duration_s - buffer_s, b) for a, b in _seconds(held.get(doctor.pk, ()))
+        )
         step = doctor.grid_step_minutes * 60
         doctor_id, doctor_public_id, doctor_name = doctor.pk, doctor.public_id, doctor.name
         for interval in own:
             base = int(interval.starts_at.timestamp())
-            stop = min(int(interval.ends_at.timestamp()) - duration_s, latest_s)
-            start = base
-            if start < earliest_s:
-                start = base + -(-(earliest_s - base) // step) * step
-            while start <= stop:
-                end = start + duration_s
-                until = end + buffer_s
-                blocked = taken.blocking_until(start, until) if taken.starts else 0
-                if not blocked and paused.starts:
-                    blocked = paused.blocking_until(start, end)
-                if blocked:
-                    # Jump to the first grid point at or after the end of what is in the way.
-                    start = base + -(-(blocked - base) // step) * step
-                    continue
-                starts_at = moment(start)
-                if not closed or timezone.localtime(starts_at).date() not in closed:
-                    held_now = bool(holding.starts) and holding.blocking_until(start, until) > 0
-                    slots.append(
+            window_low = max(base, earliest_s)
+            window_high = min(int(interval.ends_at.timestamp()) - duration_s, latest_s)
+            for first, last in _allowed(window_low, window_high, lows, highs):
+                # Grid points base + k * step inside [first, last].
+                k_first = -(-(first - base) // step)
+                k_last = (last - base) // step
+                grid = range(base + k_first * step, base + k_last * step + 1, step)
+                if held_lows:
+                    slots.extend(
                         Slot(
                             doctor_id,
                             doctor_public_id,
                             doctor_name,
-                            starts_at,
-                            moment(end),
-                            HELD if held_now else FREE,
+                            start,
+                            start + duration_s,
+                            HELD if _inside(held_lows, held_highs, start) else FREE,
                         )
+                        for start in grid
                     )
-                start += step
+                else:
+                    slots.extend(
+                        [
+                            Slot(
+                                doctor_id,
+                                doctor_public_id,
+                                doctor_name,
+                                start,
+                                start + duration_s,
+                                FREE,
+                            )
+                            for start in grid
+                        ]
+                    )
     # Stable: slots of one time stay in the candidates' order (by name).
-    slots.sort(key=attrgetter("starts_at"))
+    slots.sort(key=attrgetter("start"))
     return slots
 
 

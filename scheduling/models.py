@@ -193,7 +193,9 @@ class Service(TimeStampedModel):
         validators=[MinValueValidator(5)],
         help_text=_("Empty: the appointment kind's default duration."),
     )
-    buffer_after_minutes = models.PositiveSmallIntegerField(_("buffer after, minutes"), default=0)
+    buffer_after_minutes = models.PositiveSmallIntegerField(
+        _("buffer after, minutes"), default=0, validators=[MaxValueValidator(24 * 60)]
+    )
     channels = ArrayField(
         models.CharField(max_length=16, choices=BookingChannel.choices),
         verbose_name=_("booking channels"),
@@ -210,7 +212,11 @@ class Service(TimeStampedModel):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "code"], name="scheduling_service_code_per_org"
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(buffer_after_minutes__lte=24 * 60),
+                name="scheduling_service_buffer_at_most_a_day",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -226,6 +232,7 @@ class Service(TimeStampedModel):
         return datetime.timedelta(minutes=self.buffer_after_minutes)
 
 
+@track_history()
 class ServiceRequirement(models.Model):
     """One resource a service needs: a doctor (of a specialty or a named one), a room of a type,
     or a piece of equipment of a type. A service may need any combination."""
@@ -401,8 +408,8 @@ class WorkSchedule(TimeStampedModel):
         related_name="+",
         help_text=_("Where a doctor receives patients on these days."),
     )
-    date_from = models.DateField(_("from"))
-    date_to = models.DateField(_("to"), null=True, blank=True)
+    date_from = models.DateField(pgettext_lazy("date range", "from"))
+    date_to = models.DateField(pgettext_lazy("date range", "to"), null=True, blank=True)
     rotation = models.CharField(
         _("rotation"), max_length=16, choices=Rotation.choices, default=Rotation.WEEKDAYS
     )
@@ -468,8 +475,8 @@ class ScheduleException(TimeStampedModel):
         Resource, verbose_name=_("resource"), on_delete=models.PROTECT, related_name="exceptions"
     )
     kind = models.CharField(_("kind"), max_length=16, choices=ExceptionKind.choices)
-    date_from = models.DateField(_("from"))
-    date_to = models.DateField(_("to"))
+    date_from = models.DateField(pgettext_lazy("date range", "from"))
+    date_to = models.DateField(pgettext_lazy("date range", "to"))
     note = models.CharField(_("note"), max_length=300, blank=True)
 
     class Meta:
@@ -966,8 +973,8 @@ class WaitlistEntry(TimeStampedModel):
         blank=True,
         related_name="+",
     )
-    date_from = models.DateField(_("from"), null=True, blank=True)
-    date_to = models.DateField(_("to"), null=True, blank=True)
+    date_from = models.DateField(pgettext_lazy("date range", "from"), null=True, blank=True)
+    date_to = models.DateField(pgettext_lazy("date range", "to"), null=True, blank=True)
     time_from = models.TimeField(_("not earlier than"), null=True, blank=True)
     time_to = models.TimeField(_("not later than"), null=True, blank=True)
     state = models.CharField(

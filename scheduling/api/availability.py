@@ -128,7 +128,34 @@ def _patient_age(request: Request, day: datetime.date) -> int | None:
 
 
 def _slots_out(slots: list[Slot]) -> list[dict[str, Any]]:
-    return list(SlotSerializer(slots, many=True).data)
+    """The slots as ``SlotSerializer`` documents them, built directly: a two-week grid of fifty
+    doctors is thousands of slots, and a serializer per slot would cost more than finding them.
+    Each distinct time is formatted once (doctors on one grid share their times)."""
+    zone = timezone.get_current_timezone()
+    texts: dict[int, str] = {}
+    ids: dict[int, str] = {}
+
+    def text(epoch: int) -> str:
+        found = texts.get(epoch)
+        if found is None:
+            found = texts[epoch] = datetime.datetime.fromtimestamp(epoch, zone).isoformat()
+        return found
+
+    out = []
+    for slot in slots:
+        doctor = ids.get(slot.doctor_id)
+        if doctor is None:
+            doctor = ids[slot.doctor_id] = str(slot.doctor_public_id)
+        out.append(
+            {
+                "doctor": doctor,
+                "doctor_name": slot.doctor_name,
+                "starts_at": text(slot.start),
+                "ends_at": text(slot.end),
+                "state": slot.state,
+            }
+        )
+    return out
 
 
 _COMMON_PARAMETERS = [

