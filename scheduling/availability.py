@@ -21,6 +21,8 @@ import uuid
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import partial
+from itertools import repeat
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -98,6 +100,9 @@ class Slot(NamedTuple):
     @property
     def ends_at(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.end, datetime.UTC)
+
+
+_new_slot = partial(tuple.__new__, Slot)
 
 
 def _merged_open(ranges: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -450,18 +455,19 @@ def free_slots(
                         for start in grid
                     )
                 else:
+                    # Built by C-level iterators: the common case is thousands of free slots.
                     slots.extend(
-                        [
-                            Slot(
-                                doctor_id,
-                                doctor_public_id,
-                                doctor_name,
-                                start,
-                                start + duration_s,
-                                FREE,
-                            )
-                            for start in grid
-                        ]
+                        map(
+                            _new_slot,
+                            zip(
+                                repeat(doctor_id),
+                                repeat(doctor_public_id),
+                                repeat(doctor_name),
+                                grid,
+                                range(grid.start + duration_s, grid.stop + duration_s, step),
+                                repeat(FREE),
+                            ),
+                        )
                     )
     # Stable: slots of one time stay in the candidates' order (by name).
     slots.sort(key=attrgetter("start"))

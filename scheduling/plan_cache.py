@@ -53,14 +53,18 @@ class PlanCache:
         self._lock = threading.Lock()
         self._version_sql = ""
 
-    def version(self) -> tuple[Any, ...]:
+    def version_sql(self) -> str:
+        """One statement reading the newest history event id of every source table."""
         if not self._version_sql:
             quote = connection.ops.quote_name
             # Table names come from the models, never from input.
             selects = [f"(SELECT max(pgh_id) FROM {quote(t)})" for t in _event_tables()]  # noqa: S608
             self._version_sql = "SELECT " + ", ".join(selects)
+        return self._version_sql
+
+    def version(self) -> tuple[Any, ...]:
         with connection.cursor() as cursor:
-            cursor.execute(self._version_sql)
+            cursor.execute(self.version_sql())
             row = cursor.fetchone()
         return (connection.settings_dict["NAME"], *(row or ()))
 

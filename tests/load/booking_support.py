@@ -30,6 +30,7 @@ from clinic.core.models import Branch
 from clinic.core.roles import Role
 from patients.models import Person, Sex
 from scheduling.models import Resource, Service
+from scheduling.plan_cache import plan_cache
 from scheduling.services import LOCK_RESOURCE
 from tests.core.factories import BranchFactory, SpecialtyFactory, staff_with_role
 from tests.scheduling.factories import doctor, local, service_for, tomorrow, works
@@ -387,6 +388,11 @@ class BookingTemplate:
     patient_ids: list[int]
 
 
+def plan_cache_version_sql() -> str:
+    """The query by which a booking checks that its cached working-time plans are current."""
+    return plan_cache.version_sql()
+
+
 def booking_transaction_script(
     template: BookingTemplate, *, clients: int, first_day: datetime.date, days: int
 ) -> str:
@@ -394,9 +400,12 @@ def booking_transaction_script(
 
     The statements follow the queries Django sends for a desk booking of one 30-minute service
     (the policy's branch check, then in one transaction: the advisory lock of the doctor, the
-    channel rule, work schedule, exception, calendar, break, quota and status reads, the
-    appointment insert with its history trigger, the service line, and the occupancy in a
-    savepoint under the exclusion constraint). The slot is a pseudo-random permutation of
+    channel rule, the version of the cached working-time plans, the break, quota and status
+    reads, the appointment insert with its history trigger, the service line, and the occupancy
+    under the exclusion constraint). The doctor's working time of the day comes from the plan
+    cache, as it does for every booking of a doctor-day after the first (the first one reads the
+    work schedule, exceptions and calendar: three more statements once per doctor and day).
+    The slot is a pseudo-random permutation of
     (client, transaction number) over doctors x days x the 14 daily starts, so bookings land at
     random on the doctors and days yet never repeat a slot: a clash would abort the pgbench client
     (pgbench retries only serialization failures and deadlocks), which fails the run. Run with
@@ -405,10 +414,10 @@ def booking_transaction_script(
     doctors = len(template.doctor_ids)
     starts = len(SLOT_TIMES)
     base_epoch = int(local(first_day, "00:00").timestamp())
-    day = f"('{first_day.isoformat()}'::date + :day)"
     start = "to_timestamp(:start)"
     end = "to_timestamp(:start + 1800)"
     org = template.organization_id
+    plan_version_sql = plan_cache_version_sql()
     return f"""\\set n :n + 1
 \\set slot permute(:client_id + {clients} * :n, {doctors * days * starts}, {LOCK_RESOURCE})
 \\set doctor_index :slot % {doctors}
@@ -427,17 +436,7 @@ BEGIN;
 SELECT pg_advisory_xact_lock({LOCK_RESOURCE}, :doctor);
 SELECT * FROM scheduling_channelrule WHERE channel = 'desk' AND organization_id = {org}
   ORDER BY id ASC LIMIT 1;
-SELECT w.*, b.* FROM scheduling_workschedule w INNER JOIN core_branch b ON w.branch_id = b.id
-  WHERE w.date_from <= {day} AND w.resource_id IN (:doctor)
-    AND (w.date_to IS NULL OR w.date_to >= {day} - 1)
-  ORDER BY w.resource_id ASC, w.id DESC;
-SELECT e.resource_id, e.date_from, e.date_to FROM scheduling_scheduleexception e
-  INNER JOIN scheduling_resource r ON e.resource_id = r.id
-  WHERE e.date_from <= {day} AND e.date_to >= {day} - 1 AND e.resource_id IN (:doctor)
-  ORDER BY r.kind ASC, r.name ASC, 2 ASC;
-SELECT * FROM scheduling_calendarday
-  WHERE date >= {day} - 1 AND date <= {day} AND organization_id IN ({org})
-  ORDER BY date ASC;
+{plan_version_sql};
 SELECT s.resource_id, s.starts_at, s.ends_at FROM scheduling_schedulebreak s
   INNER JOIN scheduling_resource r ON s.resource_id = r.id
   WHERE s.ends_at > {start} AND s.resource_id IN (:doctor) AND s.starts_at < {end}
@@ -461,9 +460,7 @@ INSERT INTO scheduling_appointment (public_id, created_at, updated_at, created_b
   RETURNING id AS appointment \\gset
 INSERT INTO scheduling_appointmentservice (appointment_id, service_id, quantity)
   VALUES (:appointment, {template.service_id}, 1) RETURNING id;
-SAVEPOINT occupancy;
 INSERT INTO scheduling_occupancy (appointment_id, resource_id, during, is_active)
   VALUES (:appointment, :doctor, tstzrange({start}, {end}, '[)'), true) RETURNING id;
-RELEASE SAVEPOINT occupancy;
 COMMIT;
 """  # noqa: S608 (integers read from the test database, not outside input)

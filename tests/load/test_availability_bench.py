@@ -10,14 +10,17 @@ match; otherwise it is dropped and built again.
 
 Then calls ``free_slots`` for all doctors × the coming 14 days 40 times and prints p50/p95/max,
 and the plan node types of the occupancy query the availability code runs (EXPLAIN ANALYZE).
-Target p95 < 50 ms. The assertion allows a median of 250 ms: on a small shared CI machine the
-tail mostly measures the neighbours (the CPU time is printed next to the wall time to tell the
-two apart). The plan must not scan the occupancy or appointment table sequentially.
+Target p95 < 50 ms; the line says whether it was met. The assertion allows a median of 250 ms:
+on a small shared CI machine the tail mostly measures the neighbours (the CPU time is printed
+next to the wall time to tell the two apart). The collector is frozen after the warm-up call,
+as the web workers do once loaded (clinic/wsgi.py). The plan must not scan the occupancy or
+appointment table sequentially.
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import statistics
 import time
@@ -307,6 +310,9 @@ def _nodes(plan: dict[str, Any]) -> list[str]:
     return found
 
 
+TARGET_P95_MS = 50.0
+
+
 def test_availability_benchmark(bench: Bench, capsys: Any) -> None:
     today = timezone.localdate()
     last = today + datetime.timedelta(days=AHEAD_DAYS - 1)
@@ -324,6 +330,10 @@ def test_availability_benchmark(bench: Bench, capsys: Any) -> None:
         )
 
     run()  # the first call of a fresh connection pays for connecting and type information
+    # As a web worker does once the application is loaded (clinic/wsgi.py): long-lived objects
+    # leave the collector's sight, so a full collection does not stall a request.
+    gc.collect()
+    gc.freeze()
     timings: list[float] = []
     cpu: list[float] = []
     for _ in range(RUNS):
@@ -331,6 +341,7 @@ def test_availability_benchmark(bench: Bench, capsys: Any) -> None:
         found = run()
         timings.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
+    gc.unfreeze()
     with CaptureQueriesContext(connection) as captured:
         run()
     queries = [q["sql"] for q in captured.captured_queries]
@@ -359,7 +370,8 @@ def test_availability_benchmark(bench: Bench, capsys: Any) -> None:
         print(
             f"  free_slots, {DOCTORS} doctors x {AHEAD_DAYS} days, {RUNS} runs: "
             f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(timings):.1f} ms, "
-            f"mean {statistics.mean(timings):.1f} ms; {found:,} slots; {len(queries)} queries"
+            f"mean {statistics.mean(timings):.1f} ms; {found:,} slots; {len(queries)} queries "
+            f"(target p95 < 50 ms: {'met' if p95 < TARGET_P95_MS else 'NOT met'})"
         )
         print(
             f"  of which Python CPU time: p50 {_percentile(cpu, 0.5):.1f} ms, "
