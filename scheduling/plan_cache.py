@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from django.apps import apps
@@ -53,23 +53,38 @@ class PlanCache:
         self._lock = threading.Lock()
         self._version_sql = ""
 
+    def version_selects(self) -> list[str]:
+        """The scalar subselects of the version, one per source table, in a fixed order, for
+        a caller that reads the version inside a larger statement (see ``version_of``)."""
+        quote = connection.ops.quote_name
+        # Table names come from the models, never from input.
+        return [f"(SELECT max(pgh_id) FROM {quote(t)})" for t in _event_tables()]  # noqa: S608
+
     def version_sql(self) -> str:
         """One statement reading the newest history event id of every source table."""
         if not self._version_sql:
-            quote = connection.ops.quote_name
-            # Table names come from the models, never from input.
-            selects = [f"(SELECT max(pgh_id) FROM {quote(t)})" for t in _event_tables()]  # noqa: S608
-            self._version_sql = "SELECT " + ", ".join(selects)
+            self._version_sql = "SELECT " + ", ".join(self.version_selects())
         return self._version_sql
+
+    def version_of(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        """The version made of the values of ``version_selects`` read by the caller."""
+        return (connection.settings_dict["NAME"], *values)
 
     def version(self) -> tuple[Any, ...]:
         with connection.cursor() as cursor:
             cursor.execute(self.version_sql())
             row = cursor.fetchone()
-        return (connection.settings_dict["NAME"], *(row or ()))
+        return self.version_of(row or ())
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
-        full_key = (self.version(), key)
+    def get_or_compute(
+        self, key: Hashable, compute: Callable[[], T], *, version: tuple[Any, ...] | None = None
+    ) -> T:
+        """The cached plan for ``key``, computed on a miss.
+
+        ``version`` is one the caller has just read with ``version_selects`` (in the same
+        transaction, after the locks that make it current); without it, it is read here.
+        """
+        full_key = (version if version is not None else self.version(), key)
         with self._lock:
             if full_key in self._plans:
                 self._plans.move_to_end(full_key)

@@ -75,6 +75,7 @@ DEFAULT_CHANNEL_RULES: dict[str, tuple[int, int]] = {
     BookingChannel.DOCTOR: (0, 365),
     BookingChannel.PORTAL: (60, 60),
 }
+DEFAULT_CHANNEL_RULE = (0, 180)
 
 
 @dataclass
@@ -152,6 +153,99 @@ class Plan:
     resources: list[Resource]
     room_id: int | None
     kind: AppointmentKind
+
+
+@dataclass
+class BookingContext:
+    """What the checks of one booking read, taken in one statement after the advisory locks.
+
+    ``break_resource_ids`` are the resources whose ad-hoc breaks were read (the ones the request
+    names); a resource chosen later is not covered and its breaks are read on their own.
+    """
+
+    channel_rule: tuple[int, int] | None
+    plan_version: tuple[Any, ...]
+    break_resource_ids: frozenset[int]
+    breaks: dict[int, list[tuple[datetime.datetime, datetime.datetime]]]
+    has_active_quotas: bool
+    booked_status: AppointmentStatus | None
+
+
+_STATUS_FIELDS = list(AppointmentStatus._meta.concrete_fields)
+
+
+def booking_context(
+    request: BookingRequest, start: datetime.datetime, occupied_until: datetime.datetime
+) -> BookingContext:
+    """Read the channel rule, the plan-cache version, the breaks of the named resources over
+    [start, occupied_until), whether the organization has active quotas, and the 'booked'
+    status, in one round trip.
+
+    Call inside the booking transaction after the named resources' advisory locks: under READ
+    COMMITTED each statement sees what was committed before it began, so a statement after the
+    lock sees every change committed by the booking that held it.
+    """
+    resource_ids = sorted(
+        {r.pk for r in (request.doctor, request.room, *request.equipment) if r is not None}
+    )
+    versions = plan_cache.version_selects()
+    status_columns = ", ".join(f"s.{connection.ops.quote_name(f.column)}" for f in _STATUS_FIELDS)
+    # Every interpolated name comes from the models; the values are parameters.
+    sql = f"""
+        SELECT
+          (SELECT ARRAY[r.min_notice_minutes, r.horizon_days] FROM scheduling_channelrule r
+            WHERE r.organization_id = %(organization)s AND r.channel = %(channel)s
+            ORDER BY r.id LIMIT 1),
+          br.owners, br.starts, br.ends,
+          EXISTS (SELECT 1 FROM scheduling_quota q
+            WHERE q.organization_id = %(organization)s AND q.is_active),
+          {", ".join(versions)},
+          {status_columns}
+        FROM (SELECT 1) AS one
+        CROSS JOIN LATERAL (
+          SELECT array_agg(b.resource_id) AS owners, array_agg(b.starts_at) AS starts,
+            array_agg(b.ends_at) AS ends
+          FROM scheduling_schedulebreak b
+          WHERE b.resource_id = ANY(%(resources)s::bigint[])
+            AND b.starts_at < %(until)s AND b.ends_at > %(start)s
+        ) AS br
+        LEFT JOIN scheduling_appointmentstatus s ON s.code = %(booked)s
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "organization": request.branch.organization_id,
+                "channel": request.channel,
+                "resources": resource_ids,
+                "start": start,
+                "until": occupied_until,
+                "booked": AppointmentStatus.BOOKED,
+            },
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    rule, break_owners, break_starts, break_ends, has_quotas = row[:5]
+    version_values = row[5 : 5 + len(versions)]
+    status_values = row[5 + len(versions) :]
+    breaks: dict[int, list[tuple[datetime.datetime, datetime.datetime]]] = {}
+    for owner, starts_at, ends_at in zip(
+        break_owners or [], break_starts or [], break_ends or [], strict=True
+    ):
+        breaks.setdefault(owner, []).append((starts_at, ends_at))
+    booked_status = None
+    if status_values[0] is not None:
+        booked_status = AppointmentStatus.from_db(
+            connection.alias, [f.attname for f in _STATUS_FIELDS], list(status_values)
+        )
+    return BookingContext(
+        channel_rule=(int(rule[0]), int(rule[1])) if rule is not None else None,
+        plan_version=plan_cache.version_of(version_values),
+        break_resource_ids=frozenset(resource_ids),
+        breaks=breaks,
+        has_active_quotas=bool(has_quotas),
+        booked_status=booked_status,
+    )
 
 
 # --- locking and conflicts ---------------------------------------------------------------------
@@ -233,7 +327,7 @@ def channel_rule(organization_id: int, channel: str) -> tuple[int, int]:
     rule = ChannelRule.objects.filter(organization_id=organization_id, channel=channel).first()
     if rule is not None:
         return rule.min_notice_minutes, rule.horizon_days
-    return DEFAULT_CHANNEL_RULES.get(channel, (0, 180))
+    return DEFAULT_CHANNEL_RULES.get(channel, DEFAULT_CHANNEL_RULE)
 
 
 def doctor_performs(doctor: Resource, service: Service) -> bool:
@@ -275,7 +369,9 @@ def _check_age(age: int | None, low: int | None, high: int | None, who: str) -> 
         )
 
 
-def _check_time_window(request: BookingRequest, start: datetime.datetime) -> None:
+def _check_time_window(
+    request: BookingRequest, start: datetime.datetime, context: BookingContext | None = None
+) -> None:
     now = timezone.now()
     if start < now:
         raise SchedulingError(
@@ -284,7 +380,12 @@ def _check_time_window(request: BookingRequest, start: datetime.datetime) -> Non
             % {"start": timezone.localtime(start).strftime("%d.%m.%Y %H:%M")},
             field="starts_at",
         )
-    notice, horizon = channel_rule(request.branch.organization_id, request.channel)
+    if context is not None:
+        notice, horizon = context.channel_rule or DEFAULT_CHANNEL_RULES.get(
+            request.channel, DEFAULT_CHANNEL_RULE
+        )
+    else:
+        notice, horizon = channel_rule(request.branch.organization_id, request.channel)
     if start < now + datetime.timedelta(minutes=notice):
         raise SchedulingError(
             "too_soon",
@@ -302,7 +403,11 @@ def _check_time_window(request: BookingRequest, start: datetime.datetime) -> Non
 
 
 def _check_working_time(
-    resource: Resource, start: datetime.datetime, end: datetime.datetime, branch_id: int
+    resource: Resource,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    branch_id: int,
+    context: BookingContext | None = None,
 ) -> int | None:
     """Raise unless [start, end) lies in the resource's working time in the branch and outside
     its breaks; return the room the schedule puts the resource in that day."""
@@ -310,6 +415,7 @@ def _check_working_time(
     days = plan_cache.get_or_compute(
         ("working", resource.pk, local_day),
         lambda: working_intervals([resource], local_day - datetime.timedelta(days=1), local_day),
+        version=context.plan_version if context is not None else None,
     )
     intervals = [i for i in days[resource.pk] if i.branch_id == branch_id]
     inside = next((i for i in intervals if i.starts_at <= start and end <= i.ends_at), None)
@@ -336,7 +442,11 @@ def _check_working_time(
             },
             field="starts_at",
         )
-    if overlaps(break_intervals([resource.pk], start, end).get(resource.pk, ()), start, end):
+    if context is not None and resource.pk in context.break_resource_ids:
+        breaks = context.breaks.get(resource.pk, [])
+    else:
+        breaks = break_intervals([resource.pk], start, end).get(resource.pk, [])
+    if overlaps(breaks, start, end):
         raise SchedulingError(
             "in_break",
             _("%(resource)s has a break at this time.") % {"resource": resource.name},
@@ -352,13 +462,14 @@ def _pick(
     branch_id: int,
     exclude_appointment_id: int | None,
     scheduled: set[int],
+    context: BookingContext | None = None,
 ) -> Resource | None:
     for candidate in candidates:
         if _busy(candidate, start, end, exclude_appointment_id):
             continue
         if candidate.pk in scheduled:
             try:
-                _check_working_time(candidate, start, end, branch_id)
+                _check_working_time(candidate, start, end, branch_id, context)
             except SchedulingError:
                 continue
         return candidate
@@ -373,11 +484,42 @@ def _unknown(field_name: str, value: Any) -> SchedulingError:
     )
 
 
-def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None = None) -> Plan:
+def booking_span(
+    request: BookingRequest,
+) -> tuple[datetime.datetime, datetime.datetime, datetime.datetime]:
+    """(start, end, end of the buffer after) of a request with at least one service."""
+    start = request.starts_at
+    if timezone.is_naive(start):
+        raise SchedulingError(
+            "naive_time", _("Give the time with its UTC offset."), field="starts_at"
+        )
+    services = request.services
+    if request.duration_minutes is not None:
+        if not 5 <= request.duration_minutes <= 24 * 60:
+            raise SchedulingError(
+                "invalid_duration",
+                _("A visit lasts from 5 minutes to 24 hours, not %(value)s minutes.")
+                % {"value": request.duration_minutes},
+                field="duration_minutes",
+            )
+        duration = datetime.timedelta(minutes=request.duration_minutes)
+    else:
+        duration = sum((service.duration for service in services), datetime.timedelta())
+    end = start + duration
+    return start, end, end + max(service.buffer_after for service in services)
+
+
+def plan_booking(
+    request: BookingRequest,
+    *,
+    exclude_appointment_id: int | None = None,
+    context: BookingContext | None = None,
+) -> Plan:
     """Check a request against every rule and choose its resources (no writes).
 
     Call inside the booking transaction after the advisory locks, so that what is checked is
-    what is written.
+    what is written. ``context`` (``booking_context``, read after those locks) saves the reads
+    it covers; whatever it does not cover is read here.
     """
     branch = request.branch
     services = list(request.services)
@@ -409,26 +551,9 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
             _("Choose a patient or give the new patient's last name and phone."),
             field="patient",
         )
-    start = request.starts_at
-    if timezone.is_naive(start):
-        raise SchedulingError(
-            "naive_time", _("Give the time with its UTC offset."), field="starts_at"
-        )
+    start, end, occupied_until = booking_span(request)
     kind = request.kind or services[0].kind
-    if request.duration_minutes is not None:
-        if not 5 <= request.duration_minutes <= 24 * 60:
-            raise SchedulingError(
-                "invalid_duration",
-                _("A visit lasts from 5 minutes to 24 hours, not %(value)s minutes.")
-                % {"value": request.duration_minutes},
-                field="duration_minutes",
-            )
-        duration = datetime.timedelta(minutes=request.duration_minutes)
-    else:
-        duration = sum((service.duration for service in services), datetime.timedelta())
-    end = start + duration
-    occupied_until = end + max(service.buffer_after for service in services)
-    _check_time_window(request, start)
+    _check_time_window(request, start, context)
 
     age = _age_on(request, timezone.localtime(start).date())
     for service in services:
@@ -479,6 +604,7 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
             branch.pk,
             exclude_appointment_id,
             {c.pk for c in candidates},
+            context,
         )
         if doctor is None:
             raise SlotConflict("no_doctor_free", _("No doctor for this service is free then."))
@@ -486,7 +612,7 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
     room_id: int | None = None
     if doctor is not None:
         _check_age(age, doctor.min_patient_age, doctor.max_patient_age, doctor.name)
-        room_id = _check_working_time(doctor, start, end, branch.pk)
+        room_id = _check_working_time(doctor, start, end, branch.pk, context)
         resources.append(doctor)
 
     scheduled = has_schedule([r.pk for r in (request.room, *request.equipment) if r is not None])
@@ -514,7 +640,13 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
             candidates.sort(key=lambda c: c.room_id != room_id)
         scheduled |= has_schedule([c.pk for c in candidates])
         room = _pick(
-            candidates, start, occupied_until, branch.pk, exclude_appointment_id, scheduled
+            candidates,
+            start,
+            occupied_until,
+            branch.pk,
+            exclude_appointment_id,
+            scheduled,
+            context,
         )
         if room is None:
             raise SlotConflict("no_room_free", _("No suitable room is free then."))
@@ -541,7 +673,13 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
             )
         scheduled |= has_schedule([c.pk for c in candidates])
         picked = _pick(
-            candidates, start, occupied_until, branch.pk, exclude_appointment_id, scheduled
+            candidates,
+            start,
+            occupied_until,
+            branch.pk,
+            exclude_appointment_id,
+            scheduled,
+            context,
         )
         if picked is None:
             raise SlotConflict(
@@ -552,7 +690,7 @@ def plan_booking(request: BookingRequest, *, exclude_appointment_id: int | None 
         equipment.append(picked)
     for resource in [r for r in (request.room, *equipment) if r is not None]:
         if resource.pk in scheduled:
-            _check_working_time(resource, start, end, branch.pk)
+            _check_working_time(resource, start, end, branch.pk, context)
     resources.extend(equipment)
     if not resources:
         raise SchedulingError(
@@ -584,7 +722,11 @@ def _period_bounds(
     return first, following
 
 
-def _quotas_for(request: BookingRequest, plan: Plan) -> list[Quota]:
+def _quotas_for(
+    request: BookingRequest, plan: Plan, context: BookingContext | None = None
+) -> list[Quota]:
+    if context is not None and not context.has_active_quotas:
+        return []
     service_ids = [service.pk for service in request.services]
     condition = Q(scope=QuotaScope.PAYER, payer_kind=request.payer_kind) | Q(
         scope=QuotaScope.SERVICE, service_id__in=service_ids
@@ -645,21 +787,40 @@ class _Clash(Exception):
         self.exclude_appointment_id = exclude_appointment_id
 
 
+_LINES_AND_OCCUPANCIES_SQL = f"""
+    WITH lines AS (
+      INSERT INTO {AppointmentService._meta.db_table} (appointment_id, service_id, quantity)
+      SELECT %(appointment)s, service_id, 1 FROM unnest(%(services)s::bigint[]) AS service_id
+    )
+    INSERT INTO {Occupancy._meta.db_table} (appointment_id, resource_id, during, is_active)
+    SELECT %(appointment)s, resource_id, tstzrange(%(start)s, %(until)s, '[)'), true
+    FROM unnest(%(resources)s::bigint[]) AS resource_id
+"""  # noqa: S608 (table names from the models)
+
+
 def _write_occupancies(
-    appointment: Appointment, plan: Plan, exclude_appointment_id: int | None = None
+    appointment: Appointment,
+    plan: Plan,
+    exclude_appointment_id: int | None = None,
+    service_ids: Sequence[int] = (),
 ) -> None:
-    """Insert the occupancy rows; a clash aborts the transaction with ``_Clash``.
+    """Insert the service lines (of a new appointment) and the occupancy rows in one statement;
+    a clash aborts the transaction with ``_Clash``.
 
     Call inside ``_with_deadlock_retry``, which turns the clash into a ``SlotConflict``.
     """
-    during = DateTimeTZRange(plan.starts_at, plan.occupied_until, "[)")
     try:
-        Occupancy.objects.bulk_create(
-            [
-                Occupancy(appointment=appointment, resource=resource, during=during)
-                for resource in plan.resources
-            ]
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _LINES_AND_OCCUPANCIES_SQL,
+                {
+                    "appointment": appointment.pk,
+                    "services": list(service_ids),
+                    "start": plan.starts_at,
+                    "until": plan.occupied_until,
+                    "resources": [resource.pk for resource in plan.resources],
+                },
+            )
     except IntegrityError as exc:
         if _constraint_name(exc) != EXCLUSION_CONSTRAINT:
             raise
@@ -776,8 +937,16 @@ _RELATION_FIELDS = [
 
 def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appointment:
     held = set(_lock_candidates(request))
-    plan = plan_booking(request)
-    quotas = _quotas_for(request, plan)
+    context = None
+    if request.services:
+        try:
+            start, _end, occupied_until = booking_span(request)
+        except SchedulingError:
+            pass  # plan_booking raises it in its own order of checks
+        else:
+            context = booking_context(request, start, occupied_until)
+    plan = plan_booking(request, context=context)
+    quotas = _quotas_for(request, plan, context)
     advisory_lock(key for key in _lock_keys(plan.resources, quotas) if key not in held)
     _check_quotas(request, plan, quotas, None)
     if holds.held_by_other(
@@ -806,7 +975,7 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
         room_id=plan.room_id,
         starts_at=plan.starts_at,
         ends_at=plan.ends_at,
-        status=_status(AppointmentStatus.BOOKED),
+        status=(context and context.booked_status) or _status(AppointmentStatus.BOOKED),
         channel=request.channel,
         booking_type=request.booking_type,
         information_source=request.information_source,
@@ -825,10 +994,7 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
     appointment.clean_fields(exclude=_RELATION_FIELDS)
     appointment.clean()
     appointment.save()
-    AppointmentService.objects.bulk_create(
-        [AppointmentService(appointment=appointment, service=s) for s in request.services]
-    )
-    _write_occupancies(appointment, plan)
+    _write_occupancies(appointment, plan, service_ids=[s.pk for s in request.services])
     return appointment
 
 

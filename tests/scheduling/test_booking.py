@@ -15,6 +15,7 @@ from scheduling.models import (
     AppointmentStatus,
     BookingChannel,
     CancelReason,
+    ChannelRule,
     Occupancy,
     Quota,
     QuotaPeriod,
@@ -314,3 +315,80 @@ def test_a_failure_to_offer_the_freed_time_does_not_undo_the_cancellation(
     appointment.refresh_from_db()
     assert appointment.status.code == AppointmentStatus.CANCELLED
     assert "Could not offer the freed time" in caplog.text
+
+
+def test_a_warm_booking_of_a_named_doctor_costs_seven_queries(clinic, django_assert_num_queries):
+    """The policy check, then in the transaction (a savepoint here, BEGIN in production): the
+    doctor's lock, one read of everything the checks need, the appointment, and the service
+    lines with the occupancy in one statement."""
+    appointment_book(actor=clinic["actor"], request=request_for(clinic))
+    with django_assert_num_queries(7):
+        appointment = appointment_book(actor=clinic["actor"], request=request_for(clinic, "11:00"))
+    assert appointment.status.code == AppointmentStatus.BOOKED
+    assert [line.service_id for line in appointment.lines.all()] == [clinic["service"].pk]
+    occupancy = Occupancy.objects.get(appointment=appointment)
+    assert (occupancy.resource_id, occupancy.is_active) == (clinic["doctor"].pk, True)
+    assert occupancy.during.lower == local(tomorrow(), "11:00")
+    assert occupancy.during.upper == local(tomorrow(), "11:30")
+
+
+def test_a_break_added_after_a_booking_refuses_the_next_booking_in_it(clinic):
+    appointment_book(actor=clinic["actor"], request=request_for(clinic))
+    ScheduleBreak.objects.create(
+        resource=clinic["doctor"],
+        starts_at=local(tomorrow(), "11:15"),
+        ends_at=local(tomorrow(), "11:45"),
+    )
+    with pytest.raises(SchedulingError) as caught:
+        appointment_book(actor=clinic["actor"], request=request_for(clinic, "11:00"))
+    assert caught.value.code == "in_break"
+    appointment_book(actor=clinic["actor"], request=request_for(clinic, "11:45"))
+    assert Appointment.objects.count() == 2
+
+
+def test_a_quota_added_after_a_booking_is_enforced_on_the_next(clinic):
+    appointment_book(actor=clinic["actor"], request=request_for(clinic))
+    Quota.objects.create(
+        organization=clinic["branch"].organization,
+        scope=QuotaScope.SERVICE,
+        service=clinic["service"],
+        period=QuotaPeriod.DAY,
+        limit=2,
+    )
+    appointment_book(actor=clinic["actor"], request=request_for(clinic, "11:00"))
+    with pytest.raises(SchedulingError) as caught:
+        appointment_book(actor=clinic["actor"], request=request_for(clinic, "12:00"))
+    assert caught.value.code == "quota_exceeded"
+    assert Appointment.objects.count() == 2
+
+
+def test_the_organizations_channel_rule_is_applied(clinic):
+    appointment_book(actor=clinic["actor"], request=request_for(clinic))
+    ChannelRule.objects.create(
+        organization=clinic["branch"].organization,
+        channel=BookingChannel.DESK,
+        min_notice_minutes=0,
+        horizon_days=0,
+    )
+    with pytest.raises(SchedulingError) as caught:
+        appointment_book(actor=clinic["actor"], request=request_for(clinic, "11:00"))
+    assert caught.value.code == "beyond_horizon"
+
+
+def test_a_clash_on_the_constraint_is_a_conflict_naming_the_doctor(clinic, monkeypatch):
+    """Checks that miss a clash (here: the busy check of a chosen doctor is bypassed) still end
+    in a SlotConflict from the exclusion constraint, with nothing written."""
+    first = appointment_book(
+        actor=clinic["actor"], request=request_for(clinic, doctor=None, idempotency_key="one")
+    )
+    assert first.doctor == clinic["doctor"]
+    monkeypatch.setattr("scheduling.services._busy", lambda *args: False)
+    other = PersonFactory(organization=clinic["branch"].organization)
+    with translation.override("en"), pytest.raises(SlotConflict) as caught:
+        appointment_book(
+            actor=clinic["actor"], request=request_for(clinic, "10:15", doctor=None, patient=other)
+        )
+    assert caught.value.code == "slot_taken"
+    assert caught.value.details["conflict"]["resource"] == "Dr Petrov"
+    assert Appointment.objects.count() == 1
+    assert Occupancy.objects.count() == 1
