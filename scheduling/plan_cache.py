@@ -52,13 +52,19 @@ class PlanCache:
         self._plans: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._version_sql = ""
+        self._version_selects: list[str] = []
 
     def version_selects(self) -> list[str]:
         """The scalar subselects of the version, one per source table, in a fixed order, for
         a caller that reads the version inside a larger statement (see ``version_of``)."""
-        quote = connection.ops.quote_name
-        # Table names come from the models, never from input.
-        return [f"(SELECT max(pgh_id) FROM {quote(t)})" for t in _event_tables()]  # noqa: S608
+        if not self._version_selects:
+            quote = connection.ops.quote_name
+            # Table names come from the models, never from input.
+            self._version_selects = [
+                f"(SELECT max(pgh_id) FROM {quote(t)})"  # noqa: S608
+                for t in _event_tables()
+            ]
+        return list(self._version_selects)
 
     def version_sql(self) -> str:
         """One statement reading the newest history event id of every source table."""

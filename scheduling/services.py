@@ -13,6 +13,7 @@ Every write runs in one transaction that
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -188,10 +189,52 @@ def booking_context(
     resource_ids = sorted(
         {r.pk for r in (request.doctor, request.room, *request.equipment) if r is not None}
     )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            booking_context_sql(),
+            {
+                "organization": request.branch.organization_id,
+                "channel": request.channel,
+                "resources": resource_ids,
+                "start": start,
+                "until": occupied_until,
+                "booked": AppointmentStatus.BOOKED,
+            },
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    versions = len(plan_cache.version_selects())
+    rule, break_owners, break_starts, break_ends, has_quotas = row[:5]
+    version_values = row[5 : 5 + versions]
+    status_values = row[5 + versions :]
+    breaks: dict[int, list[tuple[datetime.datetime, datetime.datetime]]] = {}
+    for owner, starts_at, ends_at in zip(
+        break_owners or [], break_starts or [], break_ends or [], strict=True
+    ):
+        breaks.setdefault(owner, []).append((starts_at, ends_at))
+    booked_status = None
+    if status_values[0] is not None:
+        booked_status = AppointmentStatus.from_db(
+            connection.alias, [f.attname for f in _STATUS_FIELDS], list(status_values)
+        )
+    return BookingContext(
+        channel_rule=(int(rule[0]), int(rule[1])) if rule is not None else None,
+        plan_version=plan_cache.version_of(version_values),
+        break_resource_ids=frozenset(resource_ids),
+        breaks=breaks,
+        has_active_quotas=bool(has_quotas),
+        booked_status=booked_status,
+    )
+
+
+@functools.cache
+def booking_context_sql() -> str:
+    """The statement of ``booking_context``, with named parameters (organization, channel,
+    resources, start, until, booked)."""
     versions = plan_cache.version_selects()
     status_columns = ", ".join(f"s.{connection.ops.quote_name(f.column)}" for f in _STATUS_FIELDS)
     # Every interpolated name comes from the models; the values are parameters.
-    sql = f"""
+    return f"""
         SELECT
           (SELECT ARRAY[r.min_notice_minutes, r.horizon_days] FROM scheduling_channelrule r
             WHERE r.organization_id = %(organization)s AND r.channel = %(channel)s
@@ -211,41 +254,6 @@ def booking_context(
         ) AS br
         LEFT JOIN scheduling_appointmentstatus s ON s.code = %(booked)s
     """  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            {
-                "organization": request.branch.organization_id,
-                "channel": request.channel,
-                "resources": resource_ids,
-                "start": start,
-                "until": occupied_until,
-                "booked": AppointmentStatus.BOOKED,
-            },
-        )
-        row = cursor.fetchone()
-    assert row is not None
-    rule, break_owners, break_starts, break_ends, has_quotas = row[:5]
-    version_values = row[5 : 5 + len(versions)]
-    status_values = row[5 + len(versions) :]
-    breaks: dict[int, list[tuple[datetime.datetime, datetime.datetime]]] = {}
-    for owner, starts_at, ends_at in zip(
-        break_owners or [], break_starts or [], break_ends or [], strict=True
-    ):
-        breaks.setdefault(owner, []).append((starts_at, ends_at))
-    booked_status = None
-    if status_values[0] is not None:
-        booked_status = AppointmentStatus.from_db(
-            connection.alias, [f.attname for f in _STATUS_FIELDS], list(status_values)
-        )
-    return BookingContext(
-        channel_rule=(int(rule[0]), int(rule[1])) if rule is not None else None,
-        plan_version=plan_cache.version_of(version_values),
-        break_resource_ids=frozenset(resource_ids),
-        breaks=breaks,
-        has_active_quotas=bool(has_quotas),
-        booked_status=booked_status,
-    )
 
 
 # --- locking and conflicts ---------------------------------------------------------------------
@@ -787,7 +795,7 @@ class _Clash(Exception):
         self.exclude_appointment_id = exclude_appointment_id
 
 
-_LINES_AND_OCCUPANCIES_SQL = f"""
+LINES_AND_OCCUPANCIES_SQL = f"""
     WITH lines AS (
       INSERT INTO {AppointmentService._meta.db_table} (appointment_id, service_id, quantity)
       SELECT %(appointment)s, service_id, 1 FROM unnest(%(services)s::bigint[]) AS service_id
@@ -812,7 +820,7 @@ def _write_occupancies(
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                _LINES_AND_OCCUPANCIES_SQL,
+                LINES_AND_OCCUPANCIES_SQL,
                 {
                     "appointment": appointment.pk,
                     "services": list(service_ids),

@@ -30,8 +30,7 @@ from clinic.core.models import Branch
 from clinic.core.roles import Role
 from patients.models import Person, Sex
 from scheduling.models import Resource, Service
-from scheduling.plan_cache import plan_cache
-from scheduling.services import LOCK_RESOURCE
+from scheduling.services import LINES_AND_OCCUPANCIES_SQL, LOCK_RESOURCE, booking_context_sql
 from tests.core.factories import BranchFactory, SpecialtyFactory, staff_with_role
 from tests.scheduling.factories import doctor, local, service_for, tomorrow, works
 
@@ -388,9 +387,10 @@ class BookingTemplate:
     patient_ids: list[int]
 
 
-def plan_cache_version_sql() -> str:
-    """The query by which a booking checks that its cached working-time plans are current."""
-    return plan_cache.version_sql()
+def pgbench_statement(sql: str, **values: str) -> str:
+    """A statement of the service with its named parameters replaced by pgbench expressions,
+    on one line (pgbench reads a statement up to its semicolon; the lines are joined for -r)."""
+    return " ".join((sql % values).split())
 
 
 def booking_transaction_script(
@@ -398,18 +398,21 @@ def booking_transaction_script(
 ) -> str:
     """A pgbench script doing in the database what ``appointment_book`` does for one booking.
 
-    The statements follow the queries Django sends for a desk booking of one 30-minute service
-    (the policy's branch check, then in one transaction: the advisory lock of the doctor, the
-    channel rule, the version of the cached working-time plans, the break, quota and status
-    reads, the appointment insert with its history trigger, the service line, and the occupancy
-    under the exclusion constraint). The doctor's working time of the day comes from the plan
-    cache, as it does for every booking of a doctor-day after the first (the first one reads the
-    work schedule, exceptions and calendar: three more statements once per doctor and day).
-    The slot is a pseudo-random permutation of
-    (client, transaction number) over doctors x days x the 14 daily starts, so bookings land at
-    random on the doctors and days yet never repeat a slot: a clash would abort the pgbench client
-    (pgbench retries only serialization failures and deadlocks), which fails the run. Run with
-    ``-D n=0``; ``first_day`` must be later than any day the HTTP benchmarks book.
+    The statements are the ones Django sends for a warm desk booking of one 30-minute service of
+    a named doctor, seven in all: the policy's branch check, then in one transaction (BEGIN ...
+    COMMIT) the advisory lock of the doctor; one read of the booking context (channel rule,
+    version of the cached working-time plans, the doctor's breaks, whether any quota is active,
+    the 'booked' status), taken from ``booking_context_sql`` itself; the appointment insert with
+    its history trigger; and the service line with the occupancy under the exclusion constraint
+    in one statement (``LINES_AND_OCCUPANCIES_SQL``). The doctor's working time of the day comes
+    from the plan cache, as it does for every booking of a doctor-day after the first (the first
+    one reads the work schedule, exceptions and calendar: three more statements once per doctor
+    and day). The organization has no active quota, so no quota row is read. The slot is a
+    pseudo-random permutation of (client, transaction number) over doctors x days x the 14 daily
+    starts, so bookings land at random on the doctors and days yet never repeat a slot: a clash
+    would abort the pgbench client (pgbench retries only serialization failures and deadlocks),
+    which fails the run. Run with ``-D n=0``; ``first_day`` must be later than any day the HTTP
+    benchmarks book.
     """
     doctors = len(template.doctor_ids)
     starts = len(SLOT_TIMES)
@@ -417,7 +420,23 @@ def booking_transaction_script(
     start = "to_timestamp(:start)"
     end = "to_timestamp(:start + 1800)"
     org = template.organization_id
-    plan_version_sql = plan_cache_version_sql()
+    context_sql = pgbench_statement(
+        booking_context_sql(),
+        organization=str(org),
+        channel="'desk'",
+        resources="ARRAY[:doctor]",
+        start=start,
+        until=end,
+        booked="'booked'",
+    )
+    lines_sql = pgbench_statement(
+        LINES_AND_OCCUPANCIES_SQL,
+        appointment=":appointment",
+        services=f"ARRAY[{template.service_id}]",
+        start=start,
+        until=end,
+        resources="ARRAY[:doctor]",
+    )
     return f"""\\set n :n + 1
 \\set slot permute(:client_id + {clients} * :n, {doctors * days * starts}, {LOCK_RESOURCE})
 \\set doctor_index :slot % {doctors}
@@ -434,19 +453,7 @@ SELECT 1 AS a FROM core_branch
   LIMIT 1;
 BEGIN;
 SELECT pg_advisory_xact_lock({LOCK_RESOURCE}, :doctor);
-SELECT * FROM scheduling_channelrule WHERE channel = 'desk' AND organization_id = {org}
-  ORDER BY id ASC LIMIT 1;
-{plan_version_sql};
-SELECT s.resource_id, s.starts_at, s.ends_at FROM scheduling_schedulebreak s
-  INNER JOIN scheduling_resource r ON s.resource_id = r.id
-  WHERE s.ends_at > {start} AND s.resource_id IN (:doctor) AND s.starts_at < {end}
-  ORDER BY r.kind ASC, r.name ASC, 2 ASC;
-SELECT * FROM scheduling_quota
-  WHERE ((payer_kind = 'self_pay' AND scope = 'payer')
-    OR (scope = 'service' AND service_id IN ({template.service_id}))
-    OR (resource_id = :doctor AND scope = 'doctor'))
-  AND is_active AND organization_id = {org};
-SELECT * FROM scheduling_appointmentstatus WHERE code = 'booked' LIMIT 21;
+{context_sql};
 INSERT INTO scheduling_appointment (public_id, created_at, updated_at, created_by_id,
   organization_id, branch_id, patient_id, primary_last_name, primary_first_name,
   primary_patronymic, primary_phone, primary_birth_date, needs_completion, kind_id, doctor_id,
@@ -458,9 +465,6 @@ INSERT INTO scheduling_appointment (public_id, created_at, updated_at, created_b
   {template.status_id}, 'desk', 'planned', NULL, 'not_contacted', 'self_pay', '', NULL, NULL,
   NULL, NULL, NULL, NULL, NULL, '')
   RETURNING id AS appointment \\gset
-INSERT INTO scheduling_appointmentservice (appointment_id, service_id, quantity)
-  VALUES (:appointment, {template.service_id}, 1) RETURNING id;
-INSERT INTO scheduling_occupancy (appointment_id, resource_id, during, is_active)
-  VALUES (:appointment, :doctor, tstzrange({start}, {end}, '[)'), true) RETURNING id;
+{lines_sql};
 COMMIT;
 """  # noqa: S608 (integers read from the test database, not outside input)

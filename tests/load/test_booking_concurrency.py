@@ -6,11 +6,13 @@
    whole clinic, so the hot-spot rate is at least half the spread rate.
 3. Booking against ``pgbench -N``, same client count, same server, same run, two figures:
    (a) the database side of a booking, driven by pgbench itself with a script of the statements
-       ``appointment_book`` sends (advisory lock, schedule/quota/status reads, appointment with
-       its history trigger, service line, occupancy under the exclusion constraint), with every
+       ``appointment_book`` sends (advisory lock, one read of the booking context, appointment
+       with its history trigger, service line and occupancy under the exclusion constraint in
+       one statement), with every
        counted transaction's rows present and no overlapping occupancies afterwards. The target
-       is 0.25 x ``pgbench -N`` TPS; measured here 0.15-0.17 (twelve statements against
-       pgbench's five, each round trip about a millisecond at eight clients on two cores). The
+       is 0.25 x ``pgbench -N`` TPS; measured here 0.23 (seven statements against pgbench's
+       five, each round trip about a millisecond at eight clients on two cores; 0.15-0.17 with
+       the twelve statements before the booking context and the combined insert). The
        line says whether the target was met; the assertion is a regression floor of 0.10;
    (b) end-to-end HTTP bookings per second, latency and query counts: printed with their ratio
        to ``pgbench -N``, asserted only to be non-zero with no 5xx (Python per request on two
@@ -483,6 +485,6 @@ def test_booking_transaction_against_pgbench_simple_update(
             print(f"    {number:2d}. {' '.join(sql.split())[:150]}")
     assert http.rate > 0
     assert not any(status >= 500 for status in http.statuses)
-    # The target is 0.25; measured here 0.15-0.17 (see the module docstring). The floor
+    # The target is 0.25; measured here 0.23 (see the module docstring). The floor
     # catches a regression of the booking path without pretending the target is met.
     assert booking.tps >= REGRESSION_FLOOR * simple_update_tps
