@@ -4,8 +4,6 @@ patients in bulk, and a patient's printable route sheet for a day."""
 from __future__ import annotations
 
 import datetime
-import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -32,7 +30,6 @@ from ..absence import (
 )
 from ..errors import SchedulingError
 from ..models import (
-    Appointment,
     CancelReason,
     ExceptionKind,
     Resource,
@@ -40,7 +37,8 @@ from ..models import (
     ScheduleException,
 )
 from ..route_sheet import route_sheet_pdf
-from .common import AppointmentOutSerializer
+from ..selectors import appointments_with_details
+from .common import AppointmentOutSerializer, uuid_from
 
 
 class AbsenceSerializer(serializers.ModelSerializer):
@@ -104,27 +102,6 @@ class BulkOutSerializer(serializers.Serializer):
     results = BulkResultSerializer(many=True)
 
 
-def _full(appointments: Sequence[Appointment]) -> list[Appointment]:
-    """The same appointments re-read with everything the output needs (fixed query count)."""
-    by_pk = {
-        appointment.pk: appointment
-        for appointment in Appointment.objects.filter(pk__in=[a.pk for a in appointments])
-        .select_related(
-            "branch",
-            "patient",
-            "doctor",
-            "room",
-            "kind",
-            "status",
-            "cancel_reason",
-            "follow_up_of",
-            "copied_from",
-        )
-        .prefetch_related("lines__service", "occupancies__resource")
-    }
-    return [by_pk[appointment.pk] for appointment in appointments]
-
-
 def _doctor_from(actor: Any, value: Any, field: str) -> Resource:
     doctor = (
         Resource.objects.filter(
@@ -145,19 +122,8 @@ def _doctor_from(actor: Any, value: Any, field: str) -> Resource:
     return doctor
 
 
-def _uuid_or_error(value: Any, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise SchedulingError(
-            "invalid_id",
-            _("“%(value)s” is not a valid identifier.") % {"value": value},
-            field=field,
-        ) from None
-
-
 def _results_out(results: list[BulkResult]) -> dict[str, Any]:
-    full = {a.pk: a for a in _full([r.appointment for r in results])}
+    full = {a.pk: a for a in appointments_with_details([r.appointment for r in results])}
     return {
         "results": [
             {
@@ -193,7 +159,9 @@ class AbsenceRegisterView(APIView):
         )
         body = {
             "absence": AbsenceSerializer(exception).data,
-            "affected": AppointmentOutSerializer(_full(affected), many=True).data,
+            "affected": AppointmentOutSerializer(
+                appointments_with_details(affected), many=True
+            ).data,
         }
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -210,9 +178,7 @@ class BulkMoveView(APIView):
         to_doctor = None
         if data["to_doctor"] is not None:
             to_doctor = _doctor_from(request.user, data["to_doctor"], "to_doctor")
-        new_times = {
-            _uuid_or_error(key, "new_times"): value for key, value in data["new_times"].items()
-        }
+        new_times = {uuid_from(key, "new_times"): value for key, value in data["new_times"].items()}
         results = appointments_bulk_move(
             actor=request.user,
             appointments=appointments,
@@ -272,7 +238,7 @@ class RouteSheetView(APIView):
             ) from None
         patient = (
             person_list(actor=request.user)
-            .filter(public_id=_uuid_or_error(patient_value, "patient"))
+            .filter(public_id=uuid_from(patient_value, "patient"))
             .first()
         )
         if patient is None:

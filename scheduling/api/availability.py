@@ -28,7 +28,7 @@ from .. import holds, policies
 from ..availability import Slot, free_slots, nearest_free
 from ..errors import SchedulingError
 from ..models import BookingChannel, Resource, ResourceKind
-from .common import _uuid, branch_from, resource_from, services_from
+from .common import branch_from, resource_from, services_from, uuid_from
 
 MAX_RANGE_DAYS = 31
 NEAREST_DAYS = 30
@@ -123,7 +123,7 @@ def _patient_age(request: Request, day: datetime.date) -> int | None:
     value = _param(request, "patient")
     if not value:
         return None
-    person = person_get_for_actor(actor=request.user, public_id=_uuid(value, "patient"))
+    person = person_get_for_actor(actor=request.user, public_id=uuid_from(value, "patient"))
     return person.age_on(day)
 
 

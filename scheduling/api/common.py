@@ -15,7 +15,8 @@ from ..errors import SchedulingError
 from ..models import Appointment, Resource, Service
 
 
-def _uuid(value: Any, field: str) -> uuid.UUID:
+def uuid_from(value: Any, field: str) -> uuid.UUID:
+    """A public id from the request; anything else is a field error quoting it."""
     try:
         return uuid.UUID(str(value))
     except ValueError:
@@ -28,7 +29,7 @@ def _uuid(value: Any, field: str) -> uuid.UUID:
 
 def branch_from(actor: Any, value: Any, field: str = "branch") -> Branch:
     """A branch the actor works in, by public id; an unknown one is a field error."""
-    branch = branch_list(actor=actor).filter(public_id=_uuid(value, field)).first()
+    branch = branch_list(actor=actor).filter(public_id=uuid_from(value, field)).first()
     if branch is None:
         raise SchedulingError(
             "unknown_branch",
@@ -43,7 +44,7 @@ def resource_from(
 ) -> Resource:
     """An active resource of the organization by public id (of the kind, if given)."""
     resources = Resource.objects.filter(
-        organization_id=organization_id, public_id=_uuid(value, field), is_active=True
+        organization_id=organization_id, public_id=uuid_from(value, field), is_active=True
     ).select_related("staff")
     if kind is not None:
         resources = resources.filter(kind=kind)
