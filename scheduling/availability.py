@@ -14,20 +14,21 @@ with ``no_room_free`` / ``no_equipment_free`` in the rare case none is free.
 
 from __future__ import annotations
 
-import bisect
 import datetime
 import math
 import uuid
 import zoneinfo
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from functools import partial
-from itertools import repeat
-from operator import attrgetter
-from typing import NamedTuple
+from itertools import accumulate, chain, compress, repeat
+from operator import add, itemgetter, le, mod, sub
+from typing import Any, NamedTuple
 
+import psycopg
 from django.db import connection
-from django.db.models import Count, Exists, F, FloatField, Func, OuterRef, Q
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 from django.db.models.query import prefetch_related_objects
 from django.utils import timezone
@@ -42,7 +43,6 @@ from .models import (
     AppointmentService,
     BookingChannel,
     PayerKind,
-    Quota,
     QuotaScope,
     Resource,
     ResourceKind,
@@ -50,8 +50,8 @@ from .models import (
     WorkSchedule,
 )
 from .plan_cache import plan_cache
-from .schedules import Interval, WorkInterval, break_intervals, working_intervals
-from .services import _period_bounds, channel_rule, doctor_performs
+from .schedules import Interval, WorkInterval, working_intervals
+from .services import DEFAULT_CHANNEL_RULES, _period_bounds, doctor_performs
 
 FREE = "free"
 HELD = "held"
@@ -60,22 +60,73 @@ HELD = "held"
 # (``services.plan_booking`` and ``Service.buffer_after_minutes`` enforce both).
 MAX_OCCUPANCY = datetime.timedelta(days=2)
 
+# Each doctor's busy time as the open ranges of starts it rules out, in epoch seconds: a booking
+# [s, s + duration) with its buffer overlaps an occupancy (a, b) exactly when
+# a - duration - buffer < s < b. Read through the partial B-tree index on (resource, start) of
+# active occupancies: one lasts at most MAX_OCCUPANCY, so one starting earlier than that before
+# ``low`` cannot reach it. The ranges come back unmerged, in start order (the index's order, so
+# the ordered aggregate sorts nothing), as int8 arrays read in binary: merging a doctor's few
+# hundred ranges costs less in Python than RANGE_AGG on the server, and parsing range literals
+# in Python would cost more than the query.
 OCCUPANCY_SQL = """
     SELECT "resource_id",
-           ARRAY_AGG(FLOOR(DATE_PART('epoch', LOWER("busy")))::int8),
-           ARRAY_AGG(CEIL(DATE_PART('epoch', UPPER("busy")))::int8)
-      FROM (
-            SELECT "resource_id", UNNEST(RANGE_AGG("during")) AS "busy"
-              FROM "scheduling_occupancy"
-             WHERE "is_active"
-               AND "resource_id" = ANY(%s)
-               AND LOWER("during") >= %s
-               AND LOWER("during") < %s
-               AND UPPER("during") > %s
-             GROUP BY "resource_id"
-           ) AS "merged"
+           ARRAY_AGG(FLOOR(DATE_PART('epoch', LOWER("during")))::int8 - %(shift)s
+                     ORDER BY LOWER("during")),
+           ARRAY_AGG(CEIL(DATE_PART('epoch', UPPER("during")))::int8 ORDER BY LOWER("during"))
+      FROM "scheduling_occupancy"
+     WHERE "is_active"
+       AND "resource_id" = ANY(%(ids)s)
+       AND LOWER("during") >= %(since)s
+       AND LOWER("during") < %(high)s
+       AND UPPER("during") > %(low)s
      GROUP BY "resource_id"
 """
+
+# The small reads are plain SQL through the same cursor: building them with the ORM would cost
+# more than running them.
+CHANNEL_RULE_SQL = """
+    SELECT "min_notice_minutes", "horizon_days"
+      FROM "scheduling_channelrule"
+     WHERE "organization_id" = %(organization)s AND "channel" = %(channel)s
+     ORDER BY "id"
+     LIMIT 1
+"""
+
+# Ad-hoc breaks overlapping [low, high) as the open ranges of starts they rule out: a booking
+# [s, s + duration) overlaps a break (a, b) exactly when a - duration < s < b.
+BREAKS_SQL = """
+    SELECT "resource_id",
+           ARRAY_AGG(FLOOR(DATE_PART('epoch', "starts_at"))::int8 - %(shift)s),
+           ARRAY_AGG(CEIL(DATE_PART('epoch', "ends_at"))::int8)
+      FROM "scheduling_schedulebreak"
+     WHERE "resource_id" = ANY(%(ids)s) AND "starts_at" < %(high)s AND "ends_at" > %(low)s
+     GROUP BY "resource_id"
+"""
+
+# The active quotas of the payer kind, the services or the doctors.
+QUOTAS_SQL = """
+    SELECT "scope", "payer_kind", "service_id", "resource_id", "period", "limit"
+      FROM "scheduling_quota"
+     WHERE "organization_id" = %(organization)s
+       AND "is_active"
+       AND (("scope" = %(payer_scope)s AND "payer_kind" = %(payer)s)
+            OR ("scope" = %(service_scope)s AND "service_id" = ANY(%(services)s))
+            OR ("scope" = %(doctor_scope)s AND "resource_id" = ANY(%(ids)s)))
+"""
+
+
+class _QuotaRule(NamedTuple):
+    scope: str
+    payer_kind: str
+    service_id: int | None
+    resource_id: int | None
+    period: str
+    limit: int
+
+
+# Below and beyond every epoch second.
+_NO_REACH = -(1 << 62)
+_FAR = 1 << 62
 
 
 class Slot(NamedTuple):
@@ -102,57 +153,73 @@ class Slot(NamedTuple):
         return datetime.datetime.fromtimestamp(self.end, datetime.UTC)
 
 
-_new_slot = partial(tuple.__new__, Slot)
+_start_of = itemgetter(Slot._fields.index("start"))
 
 
-def _merged_open(ranges: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Merge open ranges (lo, hi) into sorted, disjoint ones; returns their lows and highs.
+def _open_starts(starts: list[int], lows: Sequence[int], highs: Sequence[int]) -> Iterable[bool]:
+    """For each start, whether it lies in none of the open ranges (lows[i], highs[i]).
 
-    Two open ranges that only touch, (1, 3) and (3, 5), stay apart: 3 lies in neither.
+    ``lows`` must be sorted. A start ``s`` lies in one exactly when the farthest reach of the
+    ranges opening before it, ``max(highs[i] for lows[i] < s)``, passes it; the prefix maxima
+    and the lookups run in C, without a Python step per start or per range. A range that is
+    empty (high <= low) reaches no start after its low. Two ranges that only touch, (1, 3) and
+    (3, 5), leave 3 open.
     """
-    lows: list[int] = []
-    highs: list[int] = []
-    for low, high in sorted(ranges):
-        if high <= low:
-            continue
-        if lows and low < highs[-1]:
-            highs[-1] = max(highs[-1], high)
-        else:
-            lows.append(low)
-            highs.append(high)
-    return lows, highs
+    reach = [_NO_REACH, *accumulate(highs, max)]
+    return map(le, map(reach.__getitem__, map(bisect_left, repeat(lows), starts)), starts)
 
 
-def _inside(lows: list[int], highs: list[int], point: int) -> bool:
-    """Whether ``point`` lies in one of the merged open ranges (lows[i], highs[i])."""
-    index = bisect.bisect_left(lows, point) - 1
-    return index >= 0 and lows[index] < point < highs[index]
+def _sorted_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Non-empty ranges (lo, hi) as their lows and highs, by low."""
+    ordered = sorted((low, high) for low, high in ranges if low < high)
+    return [low for low, _high in ordered], [high for _low, high in ordered]
 
 
-def _allowed(low: int, high: int, lows: list[int], highs: list[int]) -> Iterable[tuple[int, int]]:
-    """The closed stretches of [low, high] that no open range (lows[i], highs[i]) covers."""
-    cursor = low
-    index = bisect.bisect_right(highs, low)  # the first range that ends after ``low``
-    while index < len(lows) and lows[index] < high and cursor <= high:
-        if lows[index] >= cursor:
-            yield cursor, lows[index]
-        cursor = max(cursor, highs[index])
-        index += 1
-    if cursor <= high:
-        yield cursor, high
+def _gaps(lows: list[int], highs: list[int]) -> tuple[list[int], list[int]]:
+    """The closed stretches [lo, hi] that none of the non-empty open ranges (lows[i], highs[i])
+    covers, sorted and disjoint, as their lows and highs (the first and last are unbounded).
+
+    ``lows`` must be sorted. A stretch ends at each low that nothing opened before it reaches
+    past (the prefix maximum of the highs), and starts at that maximum; computed in C, without a
+    Python step per range. Two ranges that only touch, (1, 3) and (3, 5), leave [3, 3].
+    """
+    gap_lows = [_NO_REACH, *accumulate(highs, max)]
+    gap_highs = [*lows, _FAR]
+    real = list(map(le, gap_lows, gap_highs))
+    return list(compress(gap_lows, real)), list(compress(gap_highs, real))
+
+
+def _grid_starts(
+    base: int, step: int, low: int, high: int, gap_lows: list[int], gap_highs: list[int]
+) -> Iterable[int]:
+    """The grid points ``base + k * step`` in [low, high] that lie in one of the gaps."""
+    first = bisect_left(gap_highs, low)  # the first gap that ends at ``low`` or later
+    stop = bisect_right(gap_lows, high)  # after the last gap that starts by ``high``
+    if first >= stop:
+        return ()
+    lows = gap_lows[first:stop]
+    highs = gap_highs[first:stop]
+    lows[0] = max(lows[0], low)
+    highs[-1] = min(highs[-1], high)
+    # The first grid point at or after each gap's low is low + (base - low) mod step.
+    firsts = map(add, lows, map(mod, map(sub, repeat(base), lows), repeat(step)))
+    return chain.from_iterable(map(range, firsts, map(add, highs, repeat(1)), repeat(step)))
 
 
 def _seconds(ranges: Iterable[Interval]) -> list[tuple[int, int]]:
     return [(int(a.timestamp()), math.ceil(b.timestamp())) for a, b in ranges]
 
 
-def _epoch(bound: str) -> Func:
-    """The lower or upper bound of ``during`` as epoch seconds."""
-    return Func(
-        F("during"),
-        template=f"EXTRACT(EPOCH FROM {bound.upper()}(%(expressions)s))::float8",
-        output_field=FloatField(),
-    )
+def _binary_cursor() -> Any:
+    """A cursor of Django's connection that reads results in binary (int8 arrays come back as
+    lists of ints without parsing text), still logged and wrapped like Django's own cursors."""
+    connection.ensure_connection()
+    # Django's own cursor class binds parameters on the client, which rules out binary results.
+    raw = psycopg.Cursor(connection.connection)
+    raw.format = psycopg.pq.Format.BINARY
+    if connection.queries_logged:
+        return CursorDebugWrapper(raw, connection)
+    return CursorWrapper(raw, connection)
 
 
 def _check_channel(channel: str, services: Sequence[Service]) -> None:
@@ -220,25 +287,15 @@ def _candidates(
 def _quota_blocked_days(
     *,
     organization_id: int,
-    services: Sequence[Service],
-    doctor_ids: Sequence[int],
-    payer_kind: str,
+    quotas: Sequence[_QuotaRule],
     days: Sequence[datetime.date],
 ) -> tuple[set[datetime.date], dict[int, set[datetime.date]]]:
-    """Local days whose quota is used up: for everyone, and per doctor.
+    """Local days whose quota (of ``quotas``, those that apply) is used up: for everyone, and
+    per doctor.
 
     Counts the same appointments ``services._check_quotas`` counts (active status, start inside
-    the quota's period), grouped by day in at most three queries whatever the number of quotas.
+    the quota's period), grouped by day in at most two queries whatever the number of quotas.
     """
-    quotas = list(
-        Quota.objects.filter(
-            Q(scope=QuotaScope.PAYER, payer_kind=payer_kind)
-            | Q(scope=QuotaScope.SERVICE, service_id__in=[s.pk for s in services])
-            | Q(scope=QuotaScope.DOCTOR, resource_id__in=list(doctor_ids)),
-            organization_id=organization_id,
-            is_active=True,
-        )
-    )
     everyone: set[datetime.date] = set()
     per_doctor: dict[int, set[datetime.date]] = defaultdict(set)
     if not quotas or not days:
@@ -368,44 +425,70 @@ def free_slots(
 
     duration = sum((service.duration for service in services), datetime.timedelta())
     buffer = max(service.buffer_after for service in services)
-    notice_minutes, horizon_days = channel_rule(organization_id, channel)
-    now = timezone.now()
-    earliest = now + datetime.timedelta(minutes=notice_minutes)
-    latest = now + datetime.timedelta(days=horizon_days)
-
-    intervals: dict[int, list[WorkInterval]] = {
-        pk: [i for i in found if i.branch_id == branch.pk and i.ends_at > earliest]
-        for pk, found in planned.items()
-    }
-    everything = [i for found in intervals.values() for i in found]
-    if not everything:
-        return []
-    low = min(i.starts_at for i in everything)
-    high = max(i.ends_at for i in everything) + buffer
-    ids = [pk for pk, found in intervals.items() if found]
-    breaks = break_intervals(ids, low, high)
-    occupied: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    # Through the partial B-tree index on (resource, start) of active occupancies: one lasts at
-    # most MAX_OCCUPANCY, so one starting earlier than that before ``low`` cannot reach it.
-    # Each doctor's busy time comes back merged, as two arrays of epoch seconds: parsing
-    # thousands of range literals in Python would cost more than the query itself.
-    with connection.cursor() as cursor:
-        cursor.execute(OCCUPANCY_SQL, [ids, low - MAX_OCCUPANCY, high, low])
-        for resource_id, lowers, uppers in cursor.fetchall():
-            occupied[resource_id] = list(zip(lowers, uppers, strict=True))
-    held = holds.held_ranges(ids, low, high, except_token=hold_token or "")
-    days = [date_from + datetime.timedelta(days=n) for n in range((date_to - date_from).days + 1)]
-    closed_for_all, closed_for_doctor = _quota_blocked_days(
-        organization_id=organization_id,
-        services=services,
-        doctor_ids=ids,
-        payer_kind=payer_kind,
-        days=days,
-    )
-
-    slots: list[Slot] = []
     duration_s = int(duration.total_seconds())
     buffer_s = int(buffer.total_seconds())
+    with _binary_cursor() as cursor:
+        cursor.execute(CHANNEL_RULE_SQL, {"organization": organization_id, "channel": channel})
+        rule = cursor.fetchone()
+        notice_minutes, horizon_days = rule or DEFAULT_CHANNEL_RULES.get(channel, (0, 180))
+        now = timezone.now()
+        earliest = now + datetime.timedelta(minutes=notice_minutes)
+        latest = now + datetime.timedelta(days=horizon_days)
+
+        intervals: dict[int, list[WorkInterval]] = {
+            pk: [i for i in found if i.branch_id == branch.pk and i.ends_at > earliest]
+            for pk, found in planned.items()
+        }
+        everything = [i for found in intervals.values() for i in found]
+        if not everything:
+            return []
+        low = min(i.starts_at for i in everything)
+        high = max(i.ends_at for i in everything) + buffer
+        ids = [pk for pk, found in intervals.items() if found]
+        cursor.execute(BREAKS_SQL, {"ids": ids, "low": low, "high": high, "shift": duration_s})
+        breaks: dict[int, tuple[list[int], list[int]]] = {
+            resource_id: (lows, highs) for resource_id, lows, highs in cursor.fetchall()
+        }
+        cursor.execute(
+            OCCUPANCY_SQL,
+            {
+                "ids": ids,
+                "since": low - MAX_OCCUPANCY,
+                "low": low,
+                "high": high,
+                "shift": duration_s + buffer_s,
+            },
+        )
+        busy: dict[int, tuple[list[int], list[int]]] = {
+            resource_id: (lows, highs) for resource_id, lows, highs in cursor.fetchall()
+        }
+        held = holds.held_ranges(ids, low, high, except_token=hold_token or "")
+        cursor.execute(
+            QUOTAS_SQL,
+            {
+                "organization": organization_id,
+                "payer_scope": QuotaScope.PAYER.value,
+                "payer": payer_kind,
+                "service_scope": QuotaScope.SERVICE.value,
+                "services": [service.pk for service in services],
+                "doctor_scope": QuotaScope.DOCTOR.value,
+                "ids": ids,
+            },
+        )
+        quotas = [_QuotaRule(*row) for row in cursor.fetchall()]
+    closed_for_all: set[datetime.date] = set()
+    closed_for_doctor: dict[int, set[datetime.date]] = {}
+    if quotas:
+        closed_for_all, closed_for_doctor = _quota_blocked_days(
+            organization_id=organization_id,
+            quotas=quotas,
+            days=[
+                date_from + datetime.timedelta(days=n)
+                for n in range((date_to - date_from).days + 1)
+            ],
+        )
+
+    slots: list[Slot] = []
     earliest_s = math.ceil(earliest.timestamp())
     latest_s = int(latest.timestamp())
     zone = zoneinfo.ZoneInfo(branch.time_zone)
@@ -415,62 +498,61 @@ def free_slots(
         return int(first.timestamp()), int((first + datetime.timedelta(days=1)).timestamp())
 
     for doctor in candidates:
-        own = intervals.get(doctor.pk, [])
+        own = intervals.get(doctor.pk)
         if not own:
             continue
-        # Starts each thing rules out, as open ranges (lo, hi): a booking [s, s + duration) with
-        # its buffer overlaps an occupancy (a, b) exactly when a - duration - buffer < s < b,
-        # and overlaps a break when a - duration < s < b. A day whose quota is used up rules
-        # out every start in it.
-        blocked = [(a - duration_s - buffer_s, b) for a, b in occupied.get(doctor.pk, ())]
-        blocked += [(a - duration_s, b) for a, b in _seconds(breaks.get(doctor.pk, ()))]
-        for day in closed_for_all | closed_for_doctor.get(doctor.pk, set()):
-            day_start, day_end = day_bounds(day)
-            blocked.append((day_start - 1, day_end))
-        lows, highs = _merged_open(blocked)
-        held_lows, held_highs = _merged_open(
-            (a - duration_s - buffer_s, b) for a, b in _seconds(held.get(doctor.pk, ()))
-        )
+        # Starts that busy time, breaks and used-up quota days rule out (a day whose quota is
+        # used up rules out every start in it), and the gaps they leave.
+        lows, highs = busy.get(doctor.pk, ([], []))
+        closed = closed_for_all | closed_for_doctor.get(doctor.pk, set())
+        if doctor.pk in breaks or closed:
+            extra = list(zip(*breaks.get(doctor.pk, ([], [])), strict=True))
+            for day in closed:
+                day_start, day_end = day_bounds(day)
+                extra.append((day_start - 1, day_end))
+            lows, highs = _sorted_ranges([*zip(lows, highs, strict=True), *extra])
+        gap_lows, gap_highs = _gaps(lows, highs)
+        # The grid points of each working interval (base + k * step) inside the gaps at which
+        # the services fit before the interval ends, within the notice and the horizon.
         step = doctor.grid_step_minutes * 60
-        doctor_id, doctor_public_id, doctor_name = doctor.pk, doctor.public_id, doctor.name
+        starts: list[int] = []
         for interval in own:
             base = int(interval.starts_at.timestamp())
-            window_low = max(base, earliest_s)
-            window_high = min(int(interval.ends_at.timestamp()) - duration_s, latest_s)
-            for first, last in _allowed(window_low, window_high, lows, highs):
-                # Grid points base + k * step inside [first, last].
-                k_first = -(-(first - base) // step)
-                k_last = (last - base) // step
-                grid = range(base + k_first * step, base + k_last * step + 1, step)
-                if held_lows:
-                    slots.extend(
-                        Slot(
-                            doctor_id,
-                            doctor_public_id,
-                            doctor_name,
-                            start,
-                            start + duration_s,
-                            HELD if _inside(held_lows, held_highs, start) else FREE,
-                        )
-                        for start in grid
-                    )
-                else:
-                    # Built by C-level iterators: the common case is thousands of free slots.
-                    slots.extend(
-                        map(
-                            _new_slot,
-                            zip(
-                                repeat(doctor_id),
-                                repeat(doctor_public_id),
-                                repeat(doctor_name),
-                                grid,
-                                range(grid.start + duration_s, grid.stop + duration_s, step),
-                                repeat(FREE),
-                            ),
-                        )
-                    )
+            starts.extend(
+                _grid_starts(
+                    base,
+                    step,
+                    max(base, earliest_s),
+                    min(int(interval.ends_at.timestamp()) - duration_s, latest_s),
+                    gap_lows,
+                    gap_highs,
+                )
+            )
+        held_lows, held_highs = _sorted_ranges(
+            (a - duration_s - buffer_s, b) for a, b in _seconds(held.get(doctor.pk, ()))
+        )
+        states: Iterable[str] = repeat(FREE)
+        if held_lows:
+            states = [
+                FREE if open_ else HELD for open_ in _open_starts(starts, held_lows, held_highs)
+            ]
+        # Built by C-level iterators: the common case is thousands of free slots.
+        slots.extend(
+            map(
+                tuple.__new__,
+                repeat(Slot),
+                zip(
+                    repeat(doctor.pk),
+                    repeat(doctor.public_id),
+                    repeat(doctor.name),
+                    starts,
+                    map(add, starts, repeat(duration_s)),
+                    states,
+                ),
+            )
+        )
     # Stable: slots of one time stay in the candidates' order (by name).
-    slots.sort(key=attrgetter("start"))
+    slots.sort(key=_start_of)
     return slots
 
 

@@ -342,12 +342,22 @@ def test_availability_benchmark(bench: Bench, capsys: Any) -> None:
         timings.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
     gc.unfreeze()
-    with CaptureQueriesContext(connection) as captured:
+    executed: list[tuple[str, Any]] = []
+
+    def record(execute: Callable[..., Any], sql: str, params: Any, *rest: Any) -> Any:
+        executed.append((sql, params))
+        return execute(sql, params, *rest)
+
+    # The statement and its parameters as executed: statements bound on the server are logged
+    # with $n placeholders, which EXPLAIN cannot run.
+    with CaptureQueriesContext(connection) as captured, connection.execute_wrapper(record):
         run()
     queries = [q["sql"] for q in captured.captured_queries]
-    occupancy_sql = next(sql for sql in queries if 'FROM "scheduling_occupancy"' in sql)
+    occupancy_sql, occupancy_params = next(
+        (sql, params) for sql, params in executed if '"scheduling_occupancy"' in sql
+    )
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + occupancy_sql)
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + occupancy_sql, occupancy_params)
         [report] = cursor.fetchone()[0]
     nodes = _nodes(report["Plan"])
     seq_scans = [

@@ -159,6 +159,19 @@ def test_an_appointment_removes_the_overlapping_slots(clinic):
     assert offered == grid("09:00", "09:30") + grid("10:30", "12:30") + grid("14:00", "16:30")
 
 
+def test_appointments_and_a_break_back_to_back_leave_only_the_start_that_fits_exactly(clinic):
+    book(clinic, local(tomorrow(), "10:00"))  # 10:00–10:30
+    ScheduleBreak.objects.create(
+        resource=clinic["doctor"],
+        starts_at=local(tomorrow(), "10:30"),
+        ends_at=local(tomorrow(), "11:00"),
+    )
+    book(clinic, local(tomorrow(), "11:30"))  # 11:30–12:00
+    offered = times(slots_of(clinic))
+    before_lunch = [*grid("09:00", "09:30"), "11:00", *grid("12:00", "12:30")]
+    assert offered == before_lunch + grid("14:00", "16:30")
+
+
 def test_the_buffer_after_must_be_free_too(clinic):
     clinic["service"].buffer_after_minutes = 15
     clinic["service"].save(update_fields=["buffer_after_minutes"])
