@@ -39,6 +39,11 @@ class WorkInterval:
     ends_at: datetime.datetime
     branch_id: int
     room_id: int | None
+    time_zone: str = "UTC"
+
+    def local_date_of(self, moment: datetime.datetime) -> datetime.date:
+        """The date of ``moment`` in this interval's branch."""
+        return moment.astimezone(zoneinfo.ZoneInfo(self.time_zone)).date()
 
 
 def _day_is_worked(schedule: WorkSchedule, day: datetime.date) -> bool:
@@ -160,6 +165,7 @@ def working_intervals(
                         ends_at=end,
                         branch_id=schedule.branch_id,
                         room_id=schedule.room_id,
+                        time_zone=schedule.branch.time_zone,
                     )
                 )
     return result

@@ -419,17 +419,23 @@ def _check_working_time(
 ) -> int | None:
     """Raise unless [start, end) lies in the resource's working time in the branch and outside
     its breaks; return the room the schedule puts the resource in that day."""
-    local_day = timezone.localtime(start).date()
+    # The branch's date of ``start`` is within a day of the server's; the three days around it
+    # hold the working day whatever the branch's time zone.
+    server_day = timezone.localtime(start).date()
     days = plan_cache.get_or_compute(
-        ("working", resource.pk, local_day),
-        lambda: working_intervals([resource], local_day - datetime.timedelta(days=1), local_day),
+        ("working", resource.pk, server_day),
+        lambda: working_intervals(
+            [resource],
+            server_day - datetime.timedelta(days=1),
+            server_day + datetime.timedelta(days=1),
+        ),
         version=context.plan_version if context is not None else None,
     )
     intervals = [i for i in days[resource.pk] if i.branch_id == branch_id]
     inside = next((i for i in intervals if i.starts_at <= start and end <= i.ends_at), None)
     if inside is None:
         same_day = [i for i in intervals if i.starts_at < end and start < i.ends_at] or [
-            i for i in intervals if i.date == local_day
+            i for i in intervals if i.date == i.local_date_of(start)
         ]
         if (
             same_day

@@ -392,3 +392,36 @@ def test_a_clash_on_the_constraint_is_a_conflict_naming_the_doctor(clinic, monke
     assert caught.value.details["conflict"]["resource"] == "Dr Petrov"
     assert Appointment.objects.count() == 1
     assert Occupancy.objects.count() == 1
+
+
+def test_a_branch_far_east_of_the_server_books_its_early_morning(clinic):
+    """06:30 in Vladivostok is the evening before in Moscow: the branch's own day decides."""
+    import zoneinfo
+
+    far_east = BranchFactory(
+        organization=clinic["branch"].organization, time_zone="Asia/Vladivostok"
+    )
+    clinic["actor"].staff.branches.add(far_east)
+    therapist = doctor(far_east, specialty=clinic["specialty"], name="Dr Kim")
+    works(therapist, start="06:00", end="14:00", break_from=None, break_to=None)
+    day = datetime.date.today() + datetime.timedelta(days=2)
+    start = datetime.datetime.combine(
+        day, datetime.time(6, 30), tzinfo=zoneinfo.ZoneInfo("Asia/Vladivostok")
+    )
+    appointment = appointment_book(
+        actor=clinic["actor"],
+        request=request_for(clinic, branch=far_east, doctor=therapist, starts_at=start),
+    )
+    assert appointment.starts_at == start
+    with pytest.raises(SchedulingError) as caught:
+        appointment_book(
+            actor=clinic["actor"],
+            request=request_for(
+                clinic,
+                branch=far_east,
+                doctor=therapist,
+                starts_at=start.replace(hour=5),
+                patient=PersonFactory(organization=clinic["branch"].organization),
+            ),
+        )
+    assert caught.value.code == "outside_working_time"
