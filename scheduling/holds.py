@@ -150,6 +150,7 @@ def slot_hold(
             conflict.decode() if isinstance(conflict, bytes) else conflict
         ).split(":")
         raise SlotHeld(int(resource_id), datetime.datetime.fromtimestamp(int(cell), datetime.UTC))
+    _forget_previous_range(token, ids, keys, member, ttl)
     now = datetime.datetime.now(datetime.UTC)
     return Hold(
         token=token,
@@ -158,6 +159,40 @@ def slot_hold(
         ends_at=ends_at,
         expires_at=now + datetime.timedelta(seconds=ttl),
     )
+
+
+def _token_key(token: str) -> str:
+    return f"{_PREFIX}:token:{token}"
+
+
+def _forget_previous_range(
+    token: str, ids: tuple[int, ...], keys: list[str], member: str, ttl: int
+) -> None:
+    """A person who picks another slot with the same token gives up the one picked before.
+
+    Frees the previous range's cells that the new range does not cover (only while the token
+    still owns them) and drops it from the listing, then remembers the new range.
+    """
+    client = _client()
+    try:
+        previous_json = client.get(_token_key(token))
+        if previous_json:
+            previous = json.loads(previous_json)
+            if previous["m"] != member:
+                stale = [key for key in previous["keys"] if key not in set(keys)]
+                if stale:
+                    client.eval(_RELEASE, len(stale), *stale, token)
+                with client.pipeline(transaction=False) as pipe:
+                    for resource_id in previous["ids"]:
+                        pipe.zrem(_index_key(resource_id), previous["m"])
+                    pipe.execute()
+        client.set(
+            _token_key(token),
+            json.dumps({"ids": list(ids), "keys": keys, "m": member}),
+            px=ttl * 1000,
+        )
+    except redis.RedisError as exc:  # the old cells simply expire by themselves
+        logger.warning("Could not forget a previous slot hold: %s", exc)
 
 
 def slot_release(

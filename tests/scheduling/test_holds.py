@@ -79,6 +79,19 @@ def test_the_same_token_holds_again_and_extends():
     assert again.expires_at >= first.expires_at
 
 
+def test_picking_another_slot_with_the_same_token_gives_up_the_first():
+    first = holds.slot_hold(resource_ids=[DOCTOR_ID], starts_at=at("10:00"), ends_at=at("10:30"))
+    holds.slot_hold(
+        resource_ids=[DOCTOR_ID], starts_at=at("10:15"), ends_at=at("10:45"), token=first.token
+    )
+    listed = holds.held_ranges([DOCTOR_ID], at("09:00"), at("12:00"))
+    assert listed == {DOCTOR_ID: [(at("10:15"), at("10:45"))]}
+    # 10:00-10:15 is free again for someone else; 10:15 onwards is still held.
+    holds.slot_hold(resource_ids=[DOCTOR_ID], starts_at=at("10:00"), ends_at=at("10:15"))
+    with pytest.raises(holds.SlotHeld):
+        holds.slot_hold(resource_ids=[DOCTOR_ID], starts_at=at("10:15"), ends_at=at("10:30"))
+
+
 def test_release_with_a_wrong_token_frees_nothing_and_the_owner_frees_everything():
     hold = holds.slot_hold(resource_ids=[DOCTOR_ID], starts_at=at("10:00"), ends_at=at("10:30"))
     freed = holds.slot_release(
