@@ -61,7 +61,11 @@ from .booking_support import (
     pgbench_simple_update_tps,
 )
 
-pytestmark = [pytest.mark.load, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.load,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(900),
+]
 
 RACERS = 50
 ROUNDS = 20
