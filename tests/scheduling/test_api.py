@@ -30,6 +30,7 @@ def setup() -> dict:
     registrar = staff_with_role(Role.REGISTRAR, organization=branch.organization, branches=[branch])
     client = APIClient()
     client.force_authenticate(registrar.user)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # messages are asserted in English
     return {
         "branch": branch,
         "doctor": therapist,
