@@ -51,7 +51,7 @@ from .models import (
 )
 from .plan_cache import plan_cache
 from .schedules import Interval, WorkInterval, working_intervals
-from .services import DEFAULT_CHANNEL_RULES, _period_bounds, doctor_performs
+from .services import DEFAULT_CHANNEL_RULES, doctor_performs, period_bounds
 
 FREE = "free"
 HELD = "held"
@@ -306,7 +306,7 @@ def _quota_blocked_days(
         return datetime.datetime.combine(day, datetime.time(), tzinfo=zone)
 
     bounds = {
-        (quota.period, day): _period_bounds(quota.period, midnight(day))
+        (quota.period, day): period_bounds(quota.period, midnight(day))
         for quota in quotas
         for day in days
     }

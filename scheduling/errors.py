@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from clinic.core.errors import DomainError
 
 
@@ -41,3 +43,12 @@ class IdempotencyKeyReused(SchedulingError):
     """The same idempotency key came with different data: HTTP 422."""
 
     status_code = 422
+
+
+def unknown_resource(value: Any, field: str) -> SchedulingError:
+    """The refusal for a doctor, room or device that does not exist or is not active."""
+    return SchedulingError(
+        "unknown_resource",
+        _("Unknown or inactive resource “%(value)s”.") % {"value": value},
+        field=field,
+    )

@@ -34,7 +34,7 @@ from clinic.core.models import Branch, Staff
 from patients.models import Person
 
 from . import holds, policies
-from .errors import IdempotencyKeyReused, SchedulingError, SlotConflict
+from .errors import IdempotencyKeyReused, SchedulingError, SlotConflict, unknown_resource
 from .models import (
     Appointment,
     AppointmentKind,
@@ -490,14 +490,6 @@ def _pick(
     return None
 
 
-def _unknown(field_name: str, value: Any) -> SchedulingError:
-    return SchedulingError(
-        "unknown_resource",
-        _("Unknown or inactive resource “%(value)s”.") % {"value": value},
-        field=field_name,
-    )
-
-
 def booking_span(
     request: BookingRequest,
 ) -> tuple[datetime.datetime, datetime.datetime, datetime.datetime]:
@@ -580,15 +572,15 @@ def plan_booking(
         if given is not None and (
             not given.is_active or given.organization_id != branch.organization_id
         ):
-            raise _unknown(name, given.public_id)
+            raise unknown_resource(given.public_id, name)
     for device in request.equipment:
         if not device.is_active or device.organization_id != branch.organization_id:
-            raise _unknown("equipment", device.public_id)
+            raise unknown_resource(device.public_id, "equipment")
 
     doctor_requirements = [r for r in requirements if r.kind == ResourceKind.DOCTOR]
     if doctor is not None:
         if doctor.kind != ResourceKind.DOCTOR:
-            raise _unknown("doctor", doctor.public_id)
+            raise unknown_resource(doctor.public_id, "doctor")
         for service in services:
             if not doctor_performs(doctor, service):
                 raise SchedulingError(
@@ -634,7 +626,7 @@ def plan_booking(
     room = request.room
     if room is not None:
         if room.kind != ResourceKind.ROOM:
-            raise _unknown("room", room.public_id)
+            raise unknown_resource(room.public_id, "room")
         resources.append(room)
         room_id = room.room_id
     elif room_requirements:
@@ -721,7 +713,7 @@ def plan_booking(
     )
 
 
-def _period_bounds(
+def period_bounds(
     period: str, moment: datetime.datetime
 ) -> tuple[datetime.datetime, datetime.datetime]:
     local = timezone.localtime(moment)
@@ -759,7 +751,7 @@ def _check_quotas(
 ) -> None:
     """Count active appointments of each quota's period; call under the quotas' locks."""
     for quota in quotas:
-        low, high = _period_bounds(quota.period, plan.starts_at)
+        low, high = period_bounds(quota.period, plan.starts_at)
         booked = Appointment.objects.filter(
             organization_id=quota.organization_id,
             starts_at__gte=low,

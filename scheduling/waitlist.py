@@ -28,7 +28,7 @@ from clinic.outbox.services import outbox_enqueue
 from patients.models import Person
 
 from . import policies
-from .errors import SchedulingError, SlotConflict
+from .errors import SchedulingError, SlotConflict, unknown_resource
 from .models import (
     Appointment,
     BookingChannel,
@@ -116,11 +116,7 @@ def waitlist_add(
             or doctor.kind != ResourceKind.DOCTOR
             or not doctor.is_active
         ):
-            raise SchedulingError(
-                "unknown_resource",
-                _("Unknown or inactive resource “%(value)s”.") % {"value": doctor.public_id},
-                field="doctor",
-            )
+            raise unknown_resource(doctor.public_id, "doctor")
         if not doctor_performs(doctor, service):
             raise SchedulingError(
                 "service_not_performed",

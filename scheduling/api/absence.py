@@ -28,7 +28,7 @@ from ..absence import (
     appointments_bulk_move,
     appointments_for_bulk,
 )
-from ..errors import SchedulingError
+from ..errors import SchedulingError, unknown_resource
 from ..models import (
     CancelReason,
     ExceptionKind,
@@ -114,11 +114,7 @@ def _doctor_from(actor: Any, value: Any, field: str) -> Resource:
         .first()
     )
     if doctor is None:
-        raise SchedulingError(
-            "unknown_resource",
-            _("Unknown or inactive resource “%(value)s”.") % {"value": value},
-            field=field,
-        )
+        raise unknown_resource(value, field)
     return doctor
 
 

@@ -26,7 +26,7 @@ from patients.selectors import person_get_for_actor
 
 from .. import holds, policies
 from ..availability import Slot, free_slots, nearest_free
-from ..errors import SchedulingError
+from ..errors import SchedulingError, unknown_resource
 from ..models import BookingChannel, Resource, ResourceKind
 from .common import branch_from, resource_from, services_from, uuid_from
 
@@ -278,11 +278,7 @@ def _resources(actor: Any, values: list[Any]) -> list[Resource]:
     }
     for value in values:
         if value not in found:
-            raise SchedulingError(
-                "unknown_resource",
-                _("Unknown or inactive resource “%(value)s”.") % {"value": value},
-                field="resources",
-            )
+            raise unknown_resource(value, "resources")
     return [found[value] for value in values]
 
 

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from clinic.core.models import Branch
 from clinic.core.selectors import branch_list
 
-from ..errors import SchedulingError
+from ..errors import SchedulingError, unknown_resource
 from ..models import Appointment, Resource, Service
 
 
@@ -50,11 +50,7 @@ def resource_from(
         resources = resources.filter(kind=kind)
     resource = resources.first()
     if resource is None:
-        raise SchedulingError(
-            "unknown_resource",
-            _("Unknown or inactive resource “%(value)s”.") % {"value": value},
-            field=field,
-        )
+        raise unknown_resource(value, field)
     return resource
 
 

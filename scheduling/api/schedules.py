@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Q, QuerySet
@@ -665,19 +665,26 @@ class ExceptionListCreateView(APIView):
         return Response(ExceptionSerializer(exception).data, status=status.HTTP_201_CREATED)
 
 
+RowT = TypeVar("RowT", ScheduleException, ScheduleBreak)
+
+
+def _resource_row(model: type[RowT], actor: Any, public_id: uuid.UUID) -> RowT:
+    """An exception or a break of a resource in the actor's branches, or 404."""
+    row = (
+        model.objects.filter(public_id=public_id, resource__branch__in=branch_list(actor=actor))
+        .select_related("resource")
+        .first()
+    )
+    if row is None:
+        raise Http404
+    return row
+
+
 class ExceptionDetailView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, public_id: uuid.UUID) -> Response:
         _require_manage(request.user)
-        exception = (
-            ScheduleException.objects.filter(
-                public_id=public_id, resource__branch__in=branch_list(actor=request.user)
-            )
-            .select_related("resource")
-            .first()
-        )
-        if exception is None:
-            raise Http404
+        exception = _resource_row(ScheduleException, request.user, public_id)
         _guard(lambda: rostering.exception_remove(actor=request.user, exception=exception))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -698,15 +705,7 @@ class BreakDetailView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, public_id: uuid.UUID) -> Response:
         _require_manage(request.user)
-        pause = (
-            ScheduleBreak.objects.filter(
-                public_id=public_id, resource__branch__in=branch_list(actor=request.user)
-            )
-            .select_related("resource")
-            .first()
-        )
-        if pause is None:
-            raise Http404
+        pause = _resource_row(ScheduleBreak, request.user, public_id)
         _guard(lambda: rostering.break_remove(actor=request.user, pause=pause))
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -41,6 +40,7 @@ from scheduling.models import BookingChannel, Service
 
 from ..core.factories import BranchFactory, OrganizationFactory, SpecialtyFactory
 from ..scheduling.factories import doctor, service_for, works
+from .kept_database import kept_database_matches, recreate_database, timed
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(1800)]
 
@@ -114,46 +114,6 @@ def _fingerprint() -> str:
     )
 
 
-def _server(dbname: str) -> psycopg.Connection[Any]:
-    settings = connection.settings_dict
-    return psycopg.connect(
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        dbname=dbname,
-        autocommit=True,
-    )
-
-
-def _kept_database_matches(fingerprint: str) -> tuple[bool, float]:
-    with _server("postgres") as server:
-        exists = server.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
-        ).fetchone()
-    if not exists:
-        return False, 0.0
-    with _server(BENCH_DB) as bench:
-        has_meta = bench.execute("SELECT to_regclass('bench_meta') IS NOT NULL").fetchone()
-        if not (has_meta and has_meta[0]):
-            return False, 0.0
-        row = bench.execute("SELECT fingerprint, load_seconds FROM bench_meta").fetchone()
-    return (row is not None and row[0] == fingerprint), (float(row[1]) if row else 0.0)
-
-
-def _recreate_database() -> None:
-    with _server("postgres") as server:
-        server.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        server.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def _timed(steps: list[tuple[str, float]], label: str, action: Callable[[], Any]) -> Any:
-    started = time.perf_counter()
-    result = action()
-    steps.append((label, time.perf_counter() - started))
-    return result
-
-
 def _execute(sql: str, params: dict[str, Any] | None = None) -> bool:
     """Run one statement; returns True so that it can be used inside a timed lambda."""
     with connection.cursor() as cursor:
@@ -190,7 +150,7 @@ def _load(steps: list[tuple[str, float]]) -> None:
                 weekdays=[1, 2, 3, 4, 5],
             )
 
-    _timed(steps, f"{DOCTORS} doctors and schedules (ORM)", doctors)
+    timed(steps, f"{DOCTORS} doctors and schedules (ORM)", doctors)
     # Bulk load: the pghistory and foreign-key triggers do not fire for this session.
     _execute("SET session_replication_role = replica")
     _execute("SET synchronous_commit = off")
@@ -232,15 +192,15 @@ def _load(steps: list[tuple[str, float]]) -> None:
     for name, _definition in secondary_indexes:
         _execute(f"DROP INDEX {name}")
     _execute(f"ALTER TABLE scheduling_occupancy DROP CONSTRAINT {EXCLUSION}")
-    _timed(steps, "appointments", lambda: _execute(APPOINTMENTS_SQL, params))
-    _timed(steps, "service lines", lambda: _execute(LINES_SQL, params))
-    _timed(steps, "occupancies", lambda: _execute(OCCUPANCIES_SQL, params))
-    _timed(
+    timed(steps, "appointments", lambda: _execute(APPOINTMENTS_SQL, params))
+    timed(steps, "service lines", lambda: _execute(LINES_SQL, params))
+    timed(steps, "occupancies", lambda: _execute(OCCUPANCIES_SQL, params))
+    timed(
         steps,
         f"{len(secondary_indexes)} secondary indexes",
         lambda: [_execute(definition) for _name, definition in secondary_indexes],
     )
-    _timed(
+    timed(
         steps,
         "exclusion constraint (GiST)",
         lambda: _execute(
@@ -248,7 +208,7 @@ def _load(steps: list[tuple[str, float]]) -> None:
         ),
     )
     _execute("SET session_replication_role = DEFAULT")
-    _timed(steps, "vacuum analyze", lambda: [_execute(f"VACUUM ANALYZE {t}") for t in TABLES])
+    timed(steps, "vacuum analyze", lambda: [_execute(f"VACUUM ANALYZE {t}") for t in TABLES])
     connection.close()  # measure in a fresh session, without the settings of the load
 
 
@@ -258,18 +218,18 @@ def bench(django_db_blocker: Any) -> Iterator[Bench]:
     with django_db_blocker.unblock():
         original_name = connection.settings_dict["NAME"]
         fingerprint = _fingerprint()
-        reused, load_seconds = _kept_database_matches(fingerprint)
+        reused, load_seconds = kept_database_matches(BENCH_DB, fingerprint)
         connection.close()
         try:
             if not reused:
-                _recreate_database()
+                recreate_database(BENCH_DB)
             connection.settings_dict["NAME"] = BENCH_DB
             steps: list[tuple[str, float]] = []
             if reused:
-                _timed(steps, "migrate (kept data)", lambda: call_command("migrate", verbosity=0))
+                timed(steps, "migrate (kept data)", lambda: call_command("migrate", verbosity=0))
             else:
                 started = time.perf_counter()
-                _timed(steps, "migrate", lambda: call_command("migrate", verbosity=0))
+                timed(steps, "migrate", lambda: call_command("migrate", verbosity=0))
                 _load(steps)
                 load_seconds = time.perf_counter() - started
                 _execute(

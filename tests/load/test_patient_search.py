@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
@@ -37,6 +36,7 @@ from patients.normalizers import search_key
 from patients.search import SearchHit, person_search
 
 from ..core.factories import BranchFactory, OrganizationFactory, StaffFactory, UserFactory
+from .kept_database import kept_database_matches, recreate_database, timed
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(1800)]
 
@@ -230,46 +230,6 @@ def _fingerprint() -> str:
     return f"generator v{GENERATOR_VERSION}, {PERSONS} people"
 
 
-def _server(dbname: str) -> psycopg.Connection[Any]:
-    settings = connection.settings_dict
-    return psycopg.connect(
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        dbname=dbname,
-        autocommit=True,
-    )
-
-
-def _kept_database_matches(fingerprint: str) -> tuple[bool, float]:
-    with _server("postgres") as server:
-        exists = server.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
-        ).fetchone()
-    if not exists:
-        return False, 0.0
-    with _server(BENCH_DB) as bench:
-        has_meta = bench.execute("SELECT to_regclass('bench_meta') IS NOT NULL").fetchone()
-        if not (has_meta and has_meta[0]):
-            return False, 0.0
-        row = bench.execute("SELECT fingerprint, load_seconds FROM bench_meta").fetchone()
-    return (row is not None and row[0] == fingerprint), (float(row[1]) if row else 0.0)
-
-
-def _recreate_database() -> None:
-    with _server("postgres") as server:
-        server.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        server.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def _timed(steps: list[tuple[str, float]], label: str, action: Callable[[], Any]) -> Any:
-    started = time.perf_counter()
-    result = action()
-    steps.append((label, time.perf_counter() - started))
-    return result
-
-
 def _execute(sql: str, params: dict[str, Any] | None = None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -316,7 +276,7 @@ def _load(steps: list[tuple[str, float]]) -> tuple[User, int]:
     _execute("SET work_mem = '64MB'")
     for name, _definition in secondary_indexes:
         _execute(f"DROP INDEX {name}")
-    _timed(
+    timed(
         steps,
         "people",
         lambda: _execute(
@@ -342,7 +302,7 @@ def _load(steps: list[tuple[str, float]]) -> tuple[User, int]:
             },
         ),
     )
-    _timed(
+    timed(
         steps,
         "tombstones",
         lambda: _execute(
@@ -351,7 +311,7 @@ def _load(steps: list[tuple[str, float]]) -> tuple[User, int]:
             {},
         ),
     )
-    _timed(steps, "contacts", lambda: _execute_all(CONTACTS_SQL))
+    timed(steps, "contacts", lambda: _execute_all(CONTACTS_SQL))
 
     def cards() -> None:
         for code, share in (("outpatient", 0.30), ("dental", 0.05), ("venereology", 0.02)):
@@ -368,7 +328,7 @@ def _load(steps: list[tuple[str, float]]) -> tuple[User, int]:
                 },
             )
 
-    _timed(steps, "cards", cards)
+    timed(steps, "cards", cards)
     index_seconds: list[tuple[float, str]] = []
     for name, definition in secondary_indexes:
         started = time.perf_counter()
@@ -379,7 +339,7 @@ def _load(steps: list[tuple[str, float]]) -> tuple[User, int]:
         (f"{len(index_seconds)} indexes (slowest: {slowest})", sum(s for s, _ in index_seconds))
     )
     _execute("SET session_replication_role = DEFAULT")
-    _timed(steps, "vacuum analyze", lambda: _execute_all(f"VACUUM ANALYZE {t}" for t in TABLES))
+    timed(steps, "vacuum analyze", lambda: _execute_all(f"VACUUM ANALYZE {t}" for t in TABLES))
     connection.close()  # the queries run in a fresh session, without the settings of the load
     return user, organization.pk
 
@@ -390,20 +350,20 @@ def bench(django_db_blocker: Any) -> Iterator[Bench]:
     with django_db_blocker.unblock():
         original_name = connection.settings_dict["NAME"]
         fingerprint = _fingerprint()
-        reused, load_seconds = _kept_database_matches(fingerprint)
+        reused, load_seconds = kept_database_matches(BENCH_DB, fingerprint)
         connection.close()
         try:
             if not reused:
-                _recreate_database()
+                recreate_database(BENCH_DB)
             connection.settings_dict["NAME"] = BENCH_DB
             steps: list[tuple[str, float]] = []
             if reused:
-                _timed(steps, "migrate (kept data)", lambda: call_command("migrate", verbosity=0))
+                timed(steps, "migrate (kept data)", lambda: call_command("migrate", verbosity=0))
                 actor = User.objects.get(username=ACTOR_USERNAME)
                 organization_id = Organization.objects.get(short_name="Bench clinic").pk
             else:
                 started = time.perf_counter()
-                _timed(steps, "migrate", lambda: call_command("migrate", verbosity=0))
+                timed(steps, "migrate", lambda: call_command("migrate", verbosity=0))
                 actor, organization_id = _load(steps)
                 load_seconds = time.perf_counter() - started
                 _execute(
