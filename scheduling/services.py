@@ -56,7 +56,13 @@ from .models import (
     Service,
 )
 from .plan_cache import plan_cache
-from .schedules import break_intervals, has_schedule, overlaps, working_intervals
+from .schedules import (
+    break_intervals,
+    has_schedule,
+    overlaps,
+    within_working_time,
+    working_intervals,
+)
 
 T = TypeVar("T")
 
@@ -432,7 +438,7 @@ def _check_working_time(
         version=context.plan_version if context is not None else None,
     )
     intervals = [i for i in days[resource.pk] if i.branch_id == branch_id]
-    inside = next((i for i in intervals if i.starts_at <= start and end <= i.ends_at), None)
+    inside = within_working_time(intervals, start, end)
     if inside is None:
         same_day = [i for i in intervals if i.starts_at < end and start < i.ends_at] or [
             i for i in intervals if i.date == i.local_date_of(start)
