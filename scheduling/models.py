@@ -664,10 +664,18 @@ class Appointment(TimeStampedModel):
     """
 
     organization = models.ForeignKey(
-        Organization, verbose_name=_("organization"), on_delete=models.PROTECT, related_name="+"
+        Organization,
+        verbose_name=_("organization"),
+        on_delete=models.PROTECT,
+        db_index=False,
+        related_name="+",
     )
     branch = models.ForeignKey(
-        Branch, verbose_name=_("branch"), on_delete=models.PROTECT, related_name="appointments"
+        Branch,
+        verbose_name=_("branch"),
+        on_delete=models.PROTECT,
+        db_index=False,
+        related_name="appointments",
     )
     patient = models.ForeignKey(
         Person,
@@ -675,6 +683,7 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="appointments",
     )
     primary_last_name = models.CharField(_("last name"), max_length=100, blank=True)
@@ -684,7 +693,11 @@ class Appointment(TimeStampedModel):
     primary_birth_date = models.DateField(_("birth date"), null=True, blank=True)
     needs_completion = models.BooleanField(_("registration to be completed"), default=False)
     kind = models.ForeignKey(
-        AppointmentKind, verbose_name=_("kind"), on_delete=models.PROTECT, related_name="+"
+        AppointmentKind,
+        verbose_name=_("kind"),
+        on_delete=models.PROTECT,
+        db_index=False,
+        related_name="+",
     )
     services: models.ManyToManyField[Service, AppointmentService] = models.ManyToManyField(
         Service, verbose_name=_("services"), through="AppointmentService", related_name="+"
@@ -695,6 +708,7 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     room = models.ForeignKey(
@@ -703,12 +717,17 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     starts_at = models.DateTimeField(_("starts at"))
     ends_at = models.DateTimeField(_("ends at"))
     status = models.ForeignKey(
-        AppointmentStatus, verbose_name=_("status"), on_delete=models.PROTECT, related_name="+"
+        AppointmentStatus,
+        verbose_name=_("status"),
+        on_delete=models.PROTECT,
+        db_index=False,
+        related_name="+",
     )
     channel = models.CharField(_("channel"), max_length=16, choices=BookingChannel.choices)
     booking_type = models.CharField(
@@ -720,6 +739,7 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     communication_status = models.CharField(
@@ -738,6 +758,7 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     referring_agent = models.ForeignKey(
@@ -746,6 +767,7 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     follow_up_of = models.ForeignKey(
@@ -754,6 +776,7 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="follow_ups",
     )
     copied_from = models.ForeignKey(
@@ -762,6 +785,7 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="copies",
     )
     cancel_reason = models.ForeignKey(
@@ -770,12 +794,11 @@ class Appointment(TimeStampedModel):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True)
-    idempotency_key = models.CharField(
-        _("idempotency key"), max_length=100, null=True, blank=True, unique=True
-    )
+    idempotency_key = models.CharField(_("idempotency key"), max_length=100, null=True, blank=True)
     idempotency_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
@@ -792,11 +815,33 @@ class Appointment(TimeStampedModel):
                 | (~Q(primary_last_name="") & ~Q(primary_phone="")),
                 name="scheduling_appointment_has_patient",
             ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="scheduling_appointment_idempotency_key_key",
+            ),
         ]
+        # Every booking writes one entry into each index of this table, so the table has the
+        # indexes its readers use and no more: the grid and lists read by branch, doctor or
+        # patient and time; the optional links are indexed only where they are set (deleting a
+        # referenced row finds its appointments through them); reference data (kind, status)
+        # and the organization are not looked up from here.
         indexes = [
             models.Index(fields=["branch", "starts_at"], name="scheduling_appt_branch_start"),
             models.Index(fields=["doctor", "starts_at"], name="scheduling_appt_doctor_start"),
             models.Index(fields=["patient", "starts_at"], name="scheduling_appt_patient_start"),
+            *(
+                models.Index(fields=[name], condition=Q(**{f"{name}__isnull": False}), name=index)
+                for name, index in (
+                    ("room", "scheduling_appt_room"),
+                    ("information_source", "scheduling_appt_source"),
+                    ("assistant", "scheduling_appt_assistant"),
+                    ("referring_agent", "scheduling_appt_agent"),
+                    ("follow_up_of", "scheduling_appt_follow_up_of"),
+                    ("copied_from", "scheduling_appt_copied_from"),
+                    ("cancel_reason", "scheduling_appt_cancel_reason"),
+                )
+            ),
         ]
 
     def __str__(self) -> str:
@@ -818,7 +863,11 @@ class AppointmentService(models.Model):
     """A service of an appointment (an appointment may bundle several)."""
 
     appointment = models.ForeignKey(
-        Appointment, verbose_name=_("appointment"), on_delete=models.CASCADE, related_name="lines"
+        Appointment,
+        verbose_name=_("appointment"),
+        on_delete=models.CASCADE,
+        db_index=False,
+        related_name="lines",
     )
     service = models.ForeignKey(
         Service, verbose_name=_("service"), on_delete=models.PROTECT, related_name="+"
@@ -849,10 +898,15 @@ class Occupancy(models.Model):
         Appointment,
         verbose_name=_("appointment"),
         on_delete=models.CASCADE,
+        db_index=False,  # the unique (appointment, resource) index serves it
         related_name="occupancies",
     )
     resource = models.ForeignKey(
-        Resource, verbose_name=_("resource"), on_delete=models.PROTECT, related_name="occupancies"
+        Resource,
+        verbose_name=_("resource"),
+        on_delete=models.PROTECT,
+        db_index=False,  # the exclusion constraint's and the active-start indexes serve it
+        related_name="occupancies",
     )
     during = DateTimeRangeField(_("during"))
     is_active = models.BooleanField(_("active"), default=True)

@@ -13,7 +13,6 @@ Every write runs in one transaction that
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
 import json
 import logging
@@ -26,6 +25,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Q, prefetch_related_objects
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg import errors as pg_errors
@@ -178,9 +178,6 @@ class BookingContext:
     booked_status: AppointmentStatus | None
 
 
-_STATUS_FIELDS = list(AppointmentStatus._meta.concrete_fields)
-
-
 def booking_context(
     request: BookingRequest, start: datetime.datetime, occupied_until: datetime.datetime
 ) -> BookingContext:
@@ -197,7 +194,7 @@ def booking_context(
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            booking_context_sql(),
+            BOOKING_CONTEXT_SQL,
             {
                 "organization": request.branch.organization_id,
                 "channel": request.channel,
@@ -209,23 +206,22 @@ def booking_context(
         )
         row = cursor.fetchone()
     assert row is not None
-    versions = len(plan_cache.version_selects())
-    rule, break_owners, break_starts, break_ends, has_quotas = row[:5]
-    version_values = row[5 : 5 + versions]
-    status_values = row[5 + versions :]
+    rule, break_owners, break_starts, break_ends, has_quotas, versions, status = row
     breaks: dict[int, list[tuple[datetime.datetime, datetime.datetime]]] = {}
     for owner, starts_at, ends_at in zip(
         break_owners or [], break_starts or [], break_ends or [], strict=True
     ):
         breaks.setdefault(owner, []).append((starts_at, ends_at))
     booked_status = None
-    if status_values[0] is not None:
+    if status is not None:
+        status = json.loads(status)  # Django reads jsonb as text
+        fields = AppointmentStatus._meta.concrete_fields
         booked_status = AppointmentStatus.from_db(
-            connection.alias, [f.attname for f in _STATUS_FIELDS], list(status_values)
+            connection.alias, [f.attname for f in fields], [status[f.column] for f in fields]
         )
     return BookingContext(
         channel_rule=(int(rule[0]), int(rule[1])) if rule is not None else None,
-        plan_version=plan_cache.version_of(version_values),
+        plan_version=plan_cache.version_of(versions),
         break_resource_ids=frozenset(resource_ids),
         breaks=breaks,
         has_active_quotas=bool(has_quotas),
@@ -233,33 +229,13 @@ def booking_context(
     )
 
 
-@functools.cache
-def booking_context_sql() -> str:
-    """The statement of ``booking_context``, with named parameters (organization, channel,
-    resources, start, until, booked)."""
-    versions = plan_cache.version_selects()
-    status_columns = ", ".join(f"s.{connection.ops.quote_name(f.column)}" for f in _STATUS_FIELDS)
-    # Every interpolated name comes from the models; the values are parameters.
-    return f"""
-        SELECT
-          (SELECT ARRAY[r.min_notice_minutes, r.horizon_days] FROM scheduling_channelrule r
-            WHERE r.organization_id = %(organization)s AND r.channel = %(channel)s
-            ORDER BY r.id LIMIT 1),
-          br.owners, br.starts, br.ends,
-          EXISTS (SELECT 1 FROM scheduling_quota q
-            WHERE q.organization_id = %(organization)s AND q.is_active),
-          {", ".join(versions)},
-          {status_columns}
-        FROM (SELECT 1) AS one
-        CROSS JOIN LATERAL (
-          SELECT array_agg(b.resource_id) AS owners, array_agg(b.starts_at) AS starts,
-            array_agg(b.ends_at) AS ends
-          FROM scheduling_schedulebreak b
-          WHERE b.resource_id = ANY(%(resources)s::bigint[])
-            AND b.starts_at < %(until)s AND b.ends_at > %(start)s
-        ) AS br
-        LEFT JOIN scheduling_appointmentstatus s ON s.code = %(booked)s
-    """  # noqa: S608
+# The statement of ``booking_context``, with named parameters. The function (migration 0005 of
+# this app) is PL/pgSQL so that its plan is prepared once per connection, not on every booking.
+BOOKING_CONTEXT_SQL = """
+    SELECT * FROM scheduling_booking_context(
+      %(organization)s, %(channel)s, %(resources)s::bigint[], %(start)s, %(until)s, %(booked)s
+    )
+"""
 
 
 # --- locking and conflicts ---------------------------------------------------------------------
@@ -799,46 +775,98 @@ class _Clash(Exception):
         self.exclude_appointment_id = exclude_appointment_id
 
 
-LINES_AND_OCCUPANCIES_SQL = f"""
-    WITH lines AS (
-      INSERT INTO {AppointmentService._meta.db_table} (appointment_id, service_id, quantity)
-      SELECT %(appointment)s, service_id, 1 FROM unnest(%(services)s::bigint[]) AS service_id
-    )
+OCCUPANCIES_SQL = f"""
     INSERT INTO {Occupancy._meta.db_table} (appointment_id, resource_id, during, is_active)
     SELECT %(appointment)s, resource_id, tstzrange(%(start)s, %(until)s, '[)'), true
     FROM unnest(%(resources)s::bigint[]) AS resource_id
 """  # noqa: S608 (table names from the models)
 
+# A new appointment, its service lines and its occupancies in one statement (one round trip);
+# ``{appointment_insert}`` is the appointment's INSERT ... RETURNING id, the other values are
+# positional parameters: service ids, start, end, resource ids. Data-modifying CTEs always run
+# to completion, and a clash on the exclusion constraint undoes all three.
+BOOKING_WRITE_SQL = f"""
+    WITH appointment AS ({{appointment_insert}}),
+    lines AS (
+      INSERT INTO {AppointmentService._meta.db_table} (appointment_id, service_id, quantity)
+      SELECT appointment.id, service_id, 1
+      FROM appointment, unnest(%s::bigint[]) AS service_id
+    ),
+    occupancies AS (
+      INSERT INTO {Occupancy._meta.db_table} (appointment_id, resource_id, during, is_active)
+      SELECT appointment.id, resource_id, tstzrange(%s, %s, '[)'), true
+      FROM appointment, unnest(%s::bigint[]) AS resource_id
+    )
+    SELECT id FROM appointment
+"""  # noqa: S608 (table names from the models)
 
-def _write_occupancies(
-    appointment: Appointment,
-    plan: Plan,
-    exclude_appointment_id: int | None = None,
-    service_ids: Sequence[int] = (),
-) -> None:
-    """Insert the service lines (of a new appointment) and the occupancy rows in one statement;
-    a clash aborts the transaction with ``_Clash``.
+
+def _clash_on(exc: IntegrityError, plan: Plan, exclude_appointment_id: int | None) -> _Clash:
+    """``exc`` as a ``_Clash`` if the exclusion constraint raised it; any other refusal is
+    re-raised as it is."""
+    if _constraint_name(exc) != EXCLUSION_CONSTRAINT:
+        raise exc
+    return _Clash(plan.resources, plan.starts_at, plan.occupied_until, exclude_appointment_id)
+
+
+def _write_occupancies(appointment: Appointment, plan: Plan, exclude_appointment_id: int) -> None:
+    """Insert the occupancy rows of a moved appointment; a clash aborts the transaction with
+    ``_Clash``.
 
     Call inside ``_with_deadlock_retry``, which turns the clash into a ``SlotConflict``.
     """
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                LINES_AND_OCCUPANCIES_SQL,
+                OCCUPANCIES_SQL,
                 {
                     "appointment": appointment.pk,
-                    "services": list(service_ids),
                     "start": plan.starts_at,
                     "until": plan.occupied_until,
                     "resources": [resource.pk for resource in plan.resources],
                 },
             )
     except IntegrityError as exc:
-        if _constraint_name(exc) != EXCLUSION_CONSTRAINT:
-            raise
-        raise _Clash(
-            plan.resources, plan.starts_at, plan.occupied_until, exclude_appointment_id
-        ) from exc
+        raise _clash_on(exc, plan, exclude_appointment_id) from exc
+
+
+def _appointment_insert(appointment: Appointment) -> tuple[str, list[Any]]:
+    """The INSERT ... RETURNING id that ``appointment.save()`` would send for a new row, built
+    by Django's own insert compiler (so defaults and ``auto_now`` are applied to the instance
+    as a save applies them)."""
+    meta = Appointment._meta
+    fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+    query = InsertQuery(Appointment)
+    query.insert_values(fields, [appointment])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [meta.pk]
+    [(sql, params)] = compiler.as_sql()
+    return sql, list(params)
+
+
+def _insert_booking(appointment: Appointment, plan: Plan, service_ids: Sequence[int]) -> None:
+    """Insert a new appointment with its service lines and occupancies in one statement
+    (``BOOKING_WRITE_SQL``); a clash aborts the transaction with ``_Clash``."""
+    insert_sql, insert_params = _appointment_insert(appointment)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                BOOKING_WRITE_SQL.format(appointment_insert=insert_sql),
+                [
+                    *insert_params,
+                    list(service_ids),
+                    plan.starts_at,
+                    plan.occupied_until,
+                    [resource.pk for resource in plan.resources],
+                ],
+            )
+            row = cursor.fetchone()
+    except IntegrityError as exc:
+        raise _clash_on(exc, plan, None) from exc
+    assert row is not None
+    appointment.pk = row[0]
+    appointment._state.adding = False
+    appointment._state.db = connection.alias
 
 
 def _status(code: str) -> AppointmentStatus:
@@ -1005,8 +1033,7 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
     # check constraints itself, so full_clean()'s existence and constraint queries are skipped.
     appointment.clean_fields(exclude=_RELATION_FIELDS)
     appointment.clean()
-    appointment.save()
-    _write_occupancies(appointment, plan, service_ids=[s.pk for s in request.services])
+    _insert_booking(appointment, plan, [s.pk for s in request.services])
     return appointment
 
 

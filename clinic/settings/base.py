@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from pghistory import config as pghistory_config
 from django.utils.translation import gettext_lazy as _
 
 from clinic.runtime import resolve_services
@@ -242,6 +243,12 @@ PGHISTORY_DEFAULT_TRACKERS = None
 PGHISTORY_ADMIN_MODEL = "pghistory.MiddlewareEvents"
 PGHISTORY_ADMIN_CLASS = "clinic.audit.admin.ClinicEventsAdmin"
 PGHISTORY_ADMIN_ALL_EVENTS = False
+# An event row copies its object's foreign keys for the record, and nothing looks events up by
+# them: only the object and the context are indexed, so each tracked write maintains two indexes
+# on its event table, not one per foreign key.
+PGHISTORY_FOREIGN_KEY_FIELD = pghistory_config.ForeignKey(db_index=False)
+PGHISTORY_OBJ_FIELD = pghistory_config.ObjForeignKey(db_index=True)
+PGHISTORY_CONTEXT_FIELD = pghistory_config.ContextForeignKey(db_index=True)
 
 LOGGING = {
     "version": 1,

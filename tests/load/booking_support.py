@@ -30,7 +30,7 @@ from clinic.core.models import Branch
 from clinic.core.roles import Role
 from patients.models import Person, Sex
 from scheduling.models import Resource, Service
-from scheduling.services import LINES_AND_OCCUPANCIES_SQL, LOCK_RESOURCE, booking_context_sql
+from scheduling.services import BOOKING_CONTEXT_SQL, BOOKING_WRITE_SQL, LOCK_RESOURCE
 from tests.core.factories import BranchFactory, SpecialtyFactory, staff_with_role
 from tests.scheduling.factories import doctor, local, service_for, tomorrow, works
 
@@ -399,12 +399,13 @@ def booking_transaction_script(
     """A pgbench script doing in the database what ``appointment_book`` does for one booking.
 
     The statements are the ones Django sends for a warm desk booking of one 30-minute service of
-    a named doctor, seven in all: the policy's branch check, then in one transaction (BEGIN ...
+    a named doctor, six in all: the policy's branch check, then in one transaction (BEGIN ...
     COMMIT) the advisory lock of the doctor; one read of the booking context (channel rule,
     version of the cached working-time plans, the doctor's breaks, whether any quota is active,
-    the 'booked' status), taken from ``booking_context_sql`` itself; the appointment insert with
-    its history trigger; and the service line with the occupancy under the exclusion constraint
-    in one statement (``LINES_AND_OCCUPANCIES_SQL``). The doctor's working time of the day comes
+    the 'booked' status: ``BOOKING_CONTEXT_SQL``, a PL/pgSQL function's call); and the
+    appointment (with its history trigger), its service line and its occupancy under the
+    exclusion constraint in one statement (``BOOKING_WRITE_SQL``, the appointment's INSERT
+    written out as Django's compiler writes it). The doctor's working time of the day comes
     from the plan cache, as it does for every booking of a doctor-day after the first (the first
     one reads the work schedule, exceptions and calendar: three more statements once per doctor
     and day). The organization has no active quota, so no quota row is read. The slot is a
@@ -421,7 +422,7 @@ def booking_transaction_script(
     end = "to_timestamp(:start + 1800)"
     org = template.organization_id
     context_sql = pgbench_statement(
-        booking_context_sql(),
+        BOOKING_CONTEXT_SQL,
         organization=str(org),
         channel="'desk'",
         resources="ARRAY[:doctor]",
@@ -429,13 +430,21 @@ def booking_transaction_script(
         until=end,
         booked="'booked'",
     )
-    lines_sql = pgbench_statement(
-        LINES_AND_OCCUPANCIES_SQL,
-        appointment=":appointment",
-        services=f"ARRAY[{template.service_id}]",
-        start=start,
-        until=end,
-        resources="ARRAY[:doctor]",
+    appointment_insert = f"""INSERT INTO scheduling_appointment (public_id, created_at, updated_at,
+  created_by_id, organization_id, branch_id, patient_id, primary_last_name, primary_first_name,
+  primary_patronymic, primary_phone, primary_birth_date, needs_completion, kind_id, doctor_id,
+  room_id, starts_at, ends_at, status_id, channel, booking_type, information_source_id,
+  communication_status, payer_kind, note, assistant_id, referring_agent_id, follow_up_of_id,
+  copied_from_id, cancel_reason_id, cancelled_at, idempotency_key, idempotency_fingerprint)
+  VALUES (gen_random_uuid(), now(), now(), {template.created_by_id}, {org}, {template.branch_id},
+  :patient, '', '', '', '', NULL, false, {template.kind_id}, :doctor, NULL, {start}, {end},
+  {template.status_id}, 'desk', 'planned', NULL, 'not_contacted', 'self_pay', '', NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, '') RETURNING id"""  # noqa: S608 (integers from the test DB)
+    write_sql = " ".join(
+        (
+            BOOKING_WRITE_SQL.format(appointment_insert=appointment_insert)
+            % (f"ARRAY[{template.service_id}]", start, end, "ARRAY[:doctor]")
+        ).split()
     )
     return f"""\\set n :n + 1
 \\set slot permute(:client_id + {clients} * :n, {doctors * days * starts}, {LOCK_RESOURCE})
@@ -454,17 +463,6 @@ SELECT 1 AS a FROM core_branch
 BEGIN;
 SELECT pg_advisory_xact_lock({LOCK_RESOURCE}, :doctor);
 {context_sql};
-INSERT INTO scheduling_appointment (public_id, created_at, updated_at, created_by_id,
-  organization_id, branch_id, patient_id, primary_last_name, primary_first_name,
-  primary_patronymic, primary_phone, primary_birth_date, needs_completion, kind_id, doctor_id,
-  room_id, starts_at, ends_at, status_id, channel, booking_type, information_source_id,
-  communication_status, payer_kind, note, assistant_id, referring_agent_id, follow_up_of_id,
-  copied_from_id, cancel_reason_id, cancelled_at, idempotency_key, idempotency_fingerprint)
-  VALUES (gen_random_uuid(), now(), now(), {template.created_by_id}, {org}, {template.branch_id},
-  :patient, '', '', '', '', NULL, false, {template.kind_id}, :doctor, NULL, {start}, {end},
-  {template.status_id}, 'desk', 'planned', NULL, 'not_contacted', 'self_pay', '', NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, '')
-  RETURNING id AS appointment \\gset
-{lines_sql};
+{write_sql};
 COMMIT;
 """  # noqa: S608 (integers read from the test database, not outside input)

@@ -6,14 +6,14 @@
    whole clinic, so the hot-spot rate is at least half the spread rate.
 3. Booking against ``pgbench -N``, same client count, same server, same run, two figures:
    (a) the database side of a booking, driven by pgbench itself with a script of the statements
-       ``appointment_book`` sends (advisory lock, one read of the booking context, appointment
-       with its history trigger, service line and occupancy under the exclusion constraint in
-       one statement), with every
-       counted transaction's rows present and no overlapping occupancies afterwards. The target
-       is 0.25 x ``pgbench -N`` TPS; measured here 0.23 (seven statements against pgbench's
-       five, each round trip about a millisecond at eight clients on two cores; 0.15-0.17 with
-       the twelve statements before the booking context and the combined insert). The
-       line says whether the target was met; the assertion is a regression floor of 0.10;
+       ``appointment_book`` sends (policy check, advisory lock, the booking context read by a
+       PL/pgSQL function whose plan is prepared once per connection, and the appointment with
+       its history trigger, service line and occupancy under the exclusion constraint in one
+       statement), with every counted transaction's rows present and no overlapping
+       occupancies afterwards. The target is 0.25 x ``pgbench -N`` TPS; measured here
+       0.26-0.32 (0.14 before the booking tables lost the indexes nothing reads and the
+       context its per-booking planning). The line says whether the target was met; the
+       assertion is a floor of 0.18, below the noise of these machines;
    (b) end-to-end HTTP bookings per second, latency and query counts: printed with their ratio
        to ``pgbench -N``, asserted only to be non-zero with no 5xx (Python per request on two
        cores is tens of times a C client's cost).
@@ -382,7 +382,7 @@ def http_request_queries(clinic: BookingClinic, *, patient: Person) -> int:
     return len(captured.captured_queries)
 
 
-REGRESSION_FLOOR = 0.10
+REGRESSION_FLOOR = 0.18
 
 
 def test_booking_transaction_against_pgbench_simple_update(
@@ -489,6 +489,6 @@ def test_booking_transaction_against_pgbench_simple_update(
             print(f"    {number:2d}. {' '.join(sql.split())[:150]}")
     assert http.rate > 0
     assert not any(status >= 500 for status in http.statuses)
-    # The target is 0.25; measured here 0.23 (see the module docstring). The floor
-    # catches a regression of the booking path without pretending the target is met.
+    # The target is 0.25, measured 0.26-0.32 (see the module docstring); the floor sits below
+    # the run-to-run noise of a two-core machine, so it catches a regression, not a bad minute.
     assert booking.tps >= REGRESSION_FLOOR * simple_update_tps

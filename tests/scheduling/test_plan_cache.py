@@ -12,10 +12,11 @@ from django.test.utils import CaptureQueriesContext
 
 from scheduling.availability import free_slots
 from scheduling.models import BookingChannel, ExceptionKind, ScheduleException, WorkSchedule
-from scheduling.plan_cache import plan_cache
+from scheduling.plan_cache import _event_tables, plan_cache
+from scheduling.services import BookingRequest, booking_context
 from tests.core.factories import BranchFactory, SpecialtyFactory
 
-from .factories import doctor, service_for, tomorrow, works
+from .factories import doctor, local, service_for, tomorrow, works
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +80,31 @@ def test_repeated_queries_reuse_the_plan(setup):
     # The warm query reads the version instead of the candidates and the three schedule tables.
     assert len(cold.captured_queries) == 10
     assert len(warm.captured_queries) == 5
+
+
+def test_the_booking_context_reads_the_same_version_as_the_cache(setup):
+    """The booking context (a PL/pgSQL function) reads the version from the event tables of
+    ``PLAN_SOURCES`` in their order; a booking would otherwise use a stale plan."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'scheduling_booking_context'")
+        (source,) = cursor.fetchone()
+    read = [
+        line.split(" FROM ")[1].rstrip("),")
+        for line in source.splitlines()
+        if "max(pgh_id)" in line
+    ]
+    assert read == _event_tables()
+
+    request = BookingRequest(
+        branch=setup["branch"],
+        services=[setup["service"]],
+        starts_at=local(tomorrow(), "10:00"),
+        channel=BookingChannel.DESK,
+        doctor=setup["doctor"],
+    )
+    start = request.starts_at
+    version = booking_context(request, start, start + datetime.timedelta(minutes=30)).plan_version
+    assert version == plan_cache.version()
+    WorkSchedule.objects.filter(pk=setup["schedule"].pk).update(start_time=datetime.time(10))
+    changed = booking_context(request, start, start + datetime.timedelta(minutes=30)).plan_version
+    assert changed == plan_cache.version() != version
