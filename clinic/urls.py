@@ -12,5 +12,6 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("api/", include("clinic.api.urls")),
     path("desk/patients/", include("patients.urls")),
+    path("desk/", include("desk.urls")),
     path("", include("clinic.web.urls")),
 ]

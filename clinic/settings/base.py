@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "clinic.web",
     "patients",
     "scheduling",
+    "desk",
     "billing",
     "lab",
     "integrations",
