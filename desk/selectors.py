@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from clinic.core.models import Branch
 from clinic.core.selectors import branch_list
+from patients.models import PHONE_KINDS
 from scheduling import holds
 from scheduling.models import (
     Appointment,
@@ -61,6 +62,12 @@ class Cell:
     appointment: Appointment | None = None
     label: str = ""
     markers: list[str] = field(default_factory=list)
+    phone: str = ""
+    doctor: str = ""  # the column's resource public id, for the page's clicks and drops
+
+    @property
+    def minutes(self) -> int:
+        return int((self.ends_at - self.starts_at).total_seconds() // 60)
 
 
 @dataclass
@@ -81,6 +88,7 @@ class Row:
     starts_at: datetime.datetime
     label: str
     cells: list[Cell | None]
+    minute: int = 0  # minutes from local midnight, for the current-time line
 
 
 @dataclass
@@ -151,6 +159,16 @@ def appointment_markers(appointment: Appointment, day: datetime.date) -> list[st
     return markers
 
 
+def phone_of(appointment: Appointment) -> str:
+    """The patient's first phone (E.164), or the new patient's typed one; "" if none."""
+    if appointment.patient is not None:
+        for contact in appointment.patient.contacts.all():
+            if contact.kind in PHONE_KINDS:
+                return str(contact.value)
+        return ""
+    return appointment.primary_phone
+
+
 def grid_build(
     *,
     actor: Any,
@@ -191,7 +209,8 @@ def grid_build(
         )
         .select_related("patient", "status", "kind")
         .prefetch_related(
-            Prefetch("lines", queryset=AppointmentService.objects.select_related("service"))
+            Prefetch("lines", queryset=AppointmentService.objects.select_related("service")),
+            "patient__contacts",
         )
         .order_by("starts_at")
     )
@@ -277,7 +296,15 @@ def _rows(
             cell = column.cells_by_row[start]
             cells.append(cell if span == cell.rows else replace(cell, rows=span))
         starts_at = origin + index * step
-        rows.append(Row(index=index, starts_at=starts_at, label=f"{starts_at:%H:%M}", cells=cells))
+        rows.append(
+            Row(
+                index=index,
+                starts_at=starts_at,
+                label=f"{starts_at:%H:%M}",
+                cells=cells,
+                minute=starts_at.hour * 60 + starts_at.minute,
+            )
+        )
     return rows
 
 
@@ -326,7 +353,7 @@ def _fill_column(
             appointment.starts_at,
             appointment.ends_at,
             lambda rows, a=appointment, m=markers: Cell(
-                BOOKED, a.starts_at, a.ends_at, rows, appointment=a, markers=m
+                BOOKED, a.starts_at, a.ends_at, rows, appointment=a, markers=m, phone=phone_of(a)
             ),
         )
     if column.absence:
@@ -368,6 +395,7 @@ def _fill_column(
         index = stop
     column.owner = [0] * row_count
     for start, cell in column.cells_by_row.items():
+        cell.doctor = str(column.resource.public_id)
         column.owner[start : start + cell.rows] = [start] * cell.rows
 
 

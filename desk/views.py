@@ -22,7 +22,7 @@ from clinic.core.models import Branch, Specialty
 from clinic.core.policies import has_capability
 from clinic.core.roles import Capability
 from patients.views import requires
-from scheduling.models import Resource, ResourceKind, Service
+from scheduling.models import AppointmentStatus, Resource, ResourceKind, Service
 from scheduling.policies import can_book
 
 from . import selectors
@@ -172,6 +172,9 @@ def grid_page(request: HttpRequest) -> HttpResponse:
     """The schedule grid with its toolbar: what the desk keeps open all day."""
     context = _grid_context(request)
     context.update(_toolbar_choices(context["query"].branch))
+    context["statuses"] = list(
+        AppointmentStatus.objects.exclude(code=AppointmentStatus.CANCELLED).order_by("order")
+    )
     status = 400 if context["query"].errors else 200
     return render(request, "desk/grid.html", context, status=status)
 

@@ -25,9 +25,8 @@ from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from clinic.audit.formatting import EVENT_LABELS, HistoryValueFormatter, format_timestamp
+from clinic.audit.formatting import history_rows
 from clinic.audit.models import SecurityEventKind
-from clinic.audit.selectors import history_for_object
 from clinic.audit.services import security_event_record
 from clinic.core.selectors import branch_list, room_list, staff_for_user, staff_list
 
@@ -235,60 +234,6 @@ def register(request: HttpRequest) -> HttpResponse:
 # ---- the patient page -----------------------------------------------------------------------
 
 
-@dataclass
-class HistoryRow:
-    when: str
-    who: str
-    event: str
-    changes: list[tuple[str, str, str]]
-    notes: list[str]
-
-
-def _history_rows(person: Person) -> list[HistoryRow]:
-    """The latest changes of the person, newest first: a fixed number of queries (the events
-    with their users, then one per kind of related record named in them)."""
-    events = list(
-        history_for_object(person).select_related("user", "user__staff").reverse()[:HISTORY_LIMIT]
-    )
-    diffs = [
-        {
-            key: pair
-            for key, pair in (event.pgh_diff or {}).items()
-            if key not in HISTORY_HIDDEN_FIELDS
-        }
-        for event in events
-    ]
-    formatter = HistoryValueFormatter(Person, diffs, resolve=True)
-    order = {field.name: index for index, field in enumerate(Person._meta.concrete_fields)}
-    rows = []
-    for event, diff in zip(events, diffs, strict=True):
-        context = event.pgh_context or {}
-        rows.append(
-            HistoryRow(
-                when=format_timestamp(event.pgh_created_at),
-                who=_event_author(event),
-                event=str(EVENT_LABELS.get(event.pgh_label, event.pgh_label)),
-                changes=formatter.changes(diff, order),
-                notes=[
-                    str(note) % {"value": context[key]}
-                    for key, note in HISTORY_CONTEXT_NOTES.items()
-                    if context.get(key)
-                ],
-            )
-        )
-    return rows
-
-
-def _event_author(event: Any) -> str:
-    user = event.user
-    if user is None:
-        return gettext("system")
-    staff = getattr(user, "staff", None)
-    if staff is not None:
-        return str(staff.short_name)
-    return str(user.get_username())
-
-
 def _card_rows(actor: Any, cards: list[MedicalCard]) -> list[tuple[MedicalCard, bool]]:
     """Each visible card with whether the actor may move its paper card; the policy is asked once
     per card type, so the page's query count does not grow with the number of cards."""
@@ -354,7 +299,12 @@ def _person_page(
         ],
         "can_edit": can_edit,
         "can_merge": policies.can_merge_people(actor),
-        "history": _history_rows(person),
+        "history": history_rows(
+            person,
+            limit=HISTORY_LIMIT,
+            hidden_fields=HISTORY_HIDDEN_FIELDS,
+            context_notes=HISTORY_CONTEXT_NOTES,
+        ),
         "contact_form": forms.get("contact_form") or ContactAddForm(auto_id="id_contact_%s"),
         "consent_form": forms.get("consent_form") or ConsentGiveForm(auto_id="id_consent_%s"),
         "card_form": None,

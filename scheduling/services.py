@@ -1262,8 +1262,21 @@ def appointment_cancel(
     return current
 
 
-def appointment_restore(*, actor: Any, appointment: Appointment) -> Appointment:
-    """Take an appointment back out of the trash if its time is still free and not past."""
+def appointment_restore(
+    *,
+    actor: Any,
+    appointment: Appointment,
+    starts_at: datetime.datetime | None = None,
+    doctor: Resource | None = None,
+) -> Appointment:
+    """Take an appointment back out of the trash: at its own time if that is still free and not
+    past, or at ``starts_at`` / with ``doctor`` (dropped elsewhere on the grid), where it is
+    checked like a booking. Either way in one transaction: a refusal leaves it in the trash."""
+    elsewhere = (starts_at is not None and starts_at != appointment.starts_at) or (
+        doctor is not None and doctor.pk != appointment.doctor_id
+    )
+    if elsewhere:
+        return _restore_elsewhere(actor, appointment, starts_at, doctor)
     with transaction.atomic():
         current = _locked(appointment)
         if not policies.can_change_appointment(actor, current):
@@ -1296,6 +1309,30 @@ def appointment_restore(*, actor: Any, appointment: Appointment) -> Appointment:
         current.cancelled_at = None
         current.save(update_fields=["status", "cancel_reason", "cancelled_at", "updated_at"])
     return current
+
+
+def _restore_elsewhere(
+    actor: Any,
+    appointment: Appointment,
+    starts_at: datetime.datetime | None,
+    doctor: Resource | None,
+) -> Appointment:
+    with transaction.atomic():
+        current = _locked(appointment)
+        if not policies.can_change_appointment(actor, current):
+            raise PermissionDenied
+        if current.status.code != AppointmentStatus.CANCELLED:
+            raise SchedulingError(
+                "not_cancelled", _("Only a cancelled appointment can be restored."), field="status"
+            )
+        current.status = _status(AppointmentStatus.BOOKED)
+        current.cancel_reason = None
+        current.cancelled_at = None
+        current.save(update_fields=["status", "cancel_reason", "cancelled_at", "updated_at"])
+        # Its occupancies are inactive; the move replaces them with checked new ones.
+        return appointment_move(
+            actor=actor, appointment=current, starts_at=starts_at, doctor=doctor
+        )
 
 
 # Which status may follow which; ``cancelled`` is reached through appointment_cancel only.

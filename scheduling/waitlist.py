@@ -493,3 +493,29 @@ def waitlist_entry_get_for_actor(*, actor: Any, public_id: Any) -> WaitlistEntry
     from django.shortcuts import get_object_or_404
 
     return get_object_or_404(waitlist_list(actor=actor), public_id=public_id)
+
+
+def waitlist_entry_book(*, actor: Any, entry: WaitlistEntry, request: Any) -> Appointment:
+    """Book a waiting patient at a time the desk chose (an entry dropped on the grid): the
+    booking and the entry's closing are one transaction, so an entry is never left waiting
+    for a visit that was booked, nor marked booked for one that was refused."""
+    from .services import appointment_book
+
+    _ensure_can_book(actor, entry.branch_id)
+    with transaction.atomic():
+        current = WaitlistEntry.objects.select_for_update().get(pk=entry.pk)
+        if current.state not in (WaitlistState.WAITING, WaitlistState.OFFERED):
+            raise SchedulingError(
+                "waitlist_closed",
+                _("This waitlist entry is already “%(state)s”.")
+                % {"state": WaitlistState(current.state).label},
+                field="waitlist",
+            )
+        appointment = appointment_book(actor=actor, request=request)
+        current.state = WaitlistState.BOOKED
+        current.appointment = appointment
+        current.save(update_fields=["state", "appointment", "updated_at"])
+        current.offers.filter(state=OfferState.OFFERED).update(
+            state=OfferState.DECLINED, updated_at=timezone.now()
+        )
+    return appointment

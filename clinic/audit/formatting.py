@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
@@ -17,6 +18,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from .selectors import history_for_object
 
 EVENT_LABELS = {
     "insert": _("Created"),
@@ -134,3 +137,63 @@ class HistoryValueFormatter:
             before, after = (pair[0], pair[1]) if isinstance(pair, list | tuple) else (None, pair)
             rows.append((self.label(key), self.value(key, before), self.value(key, after)))
         return rows
+
+
+@dataclass
+class HistoryRow:
+    """One event of a record's change history as the pages show it."""
+
+    when: str
+    who: str
+    event: str
+    changes: list[tuple[str, str, str]]
+    notes: list[str]
+
+
+def event_author(event: Any) -> str:
+    """Who made a change: the staff member's short name, the login, or "system"."""
+    user = event.user
+    if user is None:
+        return gettext("system")
+    staff = getattr(user, "staff", None)
+    if staff is not None:
+        return str(staff.short_name)
+    return str(user.get_username())
+
+
+def history_rows(
+    obj: models.Model,
+    *,
+    limit: int = 50,
+    hidden_fields: Collection[str] = frozenset({"updated_at", "created_at"}),
+    context_notes: Mapping[str, Any] | None = None,
+) -> list[HistoryRow]:
+    """The latest changes of ``obj``, newest first: a fixed number of queries (the events with
+    their users, then one per kind of related record named in them). ``context_notes`` maps a
+    key of the history context (set by the service that made the change) to a note with a
+    ``%(value)s`` placeholder."""
+    events = list(history_for_object(obj).select_related("user", "user__staff").reverse()[:limit])
+    diffs = [
+        {key: pair for key, pair in (event.pgh_diff or {}).items() if key not in hidden_fields}
+        for event in events
+    ]
+    model = type(obj)
+    formatter = HistoryValueFormatter(model, diffs, resolve=True)
+    order = {field.name: index for index, field in enumerate(model._meta.concrete_fields)}
+    rows = []
+    for event, diff in zip(events, diffs, strict=True):
+        context = event.pgh_context or {}
+        rows.append(
+            HistoryRow(
+                when=format_timestamp(event.pgh_created_at),
+                who=event_author(event),
+                event=str(EVENT_LABELS.get(event.pgh_label, event.pgh_label)),
+                changes=formatter.changes(diff, order),
+                notes=[
+                    str(note) % {"value": context[key]}
+                    for key, note in (context_notes or {}).items()
+                    if context.get(key)
+                ],
+            )
+        )
+    return rows
