@@ -170,7 +170,10 @@ def command_run(arguments: list[str]) -> None:
         subprocess.Popen(
             [
                 str(bin_dir / "gunicorn"),
-                "clinic.wsgi",
+                "clinic.asgi",
+                # ASGI, so that an open schedule grid's live-updates stream holds no thread.
+                "-k",
+                "uvicorn_worker.UvicornWorker",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",

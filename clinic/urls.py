@@ -10,8 +10,12 @@ urlpatterns = [
     path("accounts/", include("clinic.accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("api/v1/telephony/", include("telephony.api_urls")),
+    path("api/v1/billing/", include("billing.api_urls")),
     path("api/", include("clinic.api.urls")),
     path("desk/patients/", include("patients.urls")),
+    path("desk/calls/", include("telephony.urls")),
     path("desk/", include("desk.urls")),
+    path("billing/", include("billing.urls")),
     path("", include("clinic.web.urls")),
 ]

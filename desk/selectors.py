@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db.models import Prefetch
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import OuterRef, Prefetch
 from django.utils.translation import gettext as _
 
 from clinic.core.models import Branch
@@ -29,6 +30,7 @@ from scheduling import holds
 from scheduling.models import (
     Appointment,
     AppointmentService,
+    AppointmentStatus,
     ExceptionKind,
     Resource,
     ResourceKind,
@@ -63,7 +65,7 @@ class Cell:
     label: str = ""
     markers: list[str] = field(default_factory=list)
     phone: str = ""
-    doctor: str = ""  # the column's resource public id, for the page's clicks and drops
+    column: int = 0  # the column's position; its header carries the resource's public id
 
     @property
     def minutes(self) -> int:
@@ -74,6 +76,7 @@ class Cell:
 class Column:
     resource: Resource
     day: datetime.date
+    index: int = 0
     absence: str = ""
     cells_by_row: dict[int, Cell] = field(default_factory=dict)
     owner: list[int] = field(default_factory=list)  # row -> first row of the cell covering it
@@ -162,7 +165,10 @@ def appointment_markers(appointment: Appointment, day: datetime.date) -> list[st
 def phone_of(appointment: Appointment) -> str:
     """The patient's first phone (E.164), or the new patient's typed one; "" if none."""
     if appointment.patient is not None:
-        for contact in appointment.patient.contacts.all():
+        contacts = getattr(appointment.patient, "grid_contacts", None)
+        if contacts is None:
+            contacts = appointment.patient.contacts.all()
+        for contact in contacts:
             if contact.kind in PHONE_KINDS:
                 return str(contact.value)
         return ""
@@ -203,19 +209,34 @@ def grid_build(
         resource_id__in=ids, starts_at__lt=high, ends_at__gt=low
     ).values_list("resource_id", "starts_at", "ends_at"):
         breaks[resource_id].append((starts_at, ends_at))
+    # Statuses are a handful of rows: read once and attached, rather than joined and built
+    # again for every appointment; the service names come as an array with each appointment.
+    statuses = {status.pk: status for status in AppointmentStatus.objects.filter(occupies=True)}
     appointments = (
         Appointment.objects.filter(
-            doctor_id__in=ids, starts_at__lt=high, ends_at__gt=low, status__occupies=True
+            doctor_id__in=ids,
+            # A visit lasts at most a day: the lower bound keeps the index scan to the days shown
+            # instead of the doctor's whole history.
+            starts_at__gte=low - datetime.timedelta(days=1),
+            starts_at__lt=high,
+            ends_at__gt=low,
+            status_id__in=list(statuses),
         )
-        .select_related("patient", "status", "kind")
-        .prefetch_related(
-            Prefetch("lines", queryset=AppointmentService.objects.select_related("service")),
-            "patient__contacts",
+        .select_related("patient")
+        .annotate(
+            service_names=ArraySubquery(
+                AppointmentService.objects.filter(appointment=OuterRef("pk"))
+                .order_by("pk")
+                .values("service__name")
+            )
         )
+        # A plain list (``to_attr``): a related manager's ``all()`` clones a query each time.
+        .prefetch_related(Prefetch("patient__contacts", to_attr="grid_contacts"))
         .order_by("starts_at")
     )
     by_doctor: dict[int, list[Appointment]] = defaultdict(list)
     for appointment in appointments:
+        appointment.status = statuses[appointment.status_id]
         if appointment.doctor_id is not None:
             by_doctor[appointment.doctor_id].append(appointment)
     held = holds.held_ranges(ids, low.astimezone(datetime.UTC), high, except_token=hold_token)
@@ -239,7 +260,7 @@ def grid_build(
     columns: list[Column] = []
     for current in days:
         for resource in resources:
-            column = Column(resource=resource, day=current)
+            column = Column(resource=resource, day=current, index=len(columns))
             column.absence = absences.get((resource.pk, current), "")
             origin = _local(current, datetime.time(), zone) + datetime.timedelta(
                 minutes=first_minutes
@@ -395,7 +416,7 @@ def _fill_column(
         index = stop
     column.owner = [0] * row_count
     for start, cell in column.cells_by_row.items():
-        cell.doctor = str(column.resource.public_id)
+        cell.column = column.index
         column.owner[start : start + cell.rows] = [start] * cell.rows
 
 

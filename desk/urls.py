@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import booking_views, panels, print_urls, views
+from . import booking_views, list_urls, live_urls, panels, print_urls, views
 
 app_name = "desk"
 
@@ -52,4 +52,6 @@ urlpatterns = [
     ),
     path("schedule/trash/", panels.trash_panel, name="trash"),
     *print_urls.urlpatterns,
+    *list_urls.urlpatterns,
+    *live_urls.urlpatterns,
 ]

@@ -26,6 +26,7 @@ from scheduling.models import AppointmentStatus, Resource, ResourceKind, Service
 from scheduling.policies import can_book
 
 from . import selectors
+from .booking_views import hold_token
 
 VIEW_LABELS = {
     "day": gettext_lazy("Day"),
@@ -138,7 +139,7 @@ def _grid_context(request: HttpRequest) -> dict[str, Any]:
         resources=resources,
         working_hours_only=query.working_hours_only,
         hide_booked=query.hide_booked,
-        hold_token=request.session.session_key,
+        hold_token=hold_token(request),
     )
     context["may_book"] = can_book(request.user, branch_id=branch.pk, channel="desk")
     days = selectors.VIEW_DAYS[query.view]

@@ -23,6 +23,10 @@ from functools import lru_cache
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import live
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +90,14 @@ class Hold:
 
 @lru_cache(maxsize=1)
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    """Short timeouts and one immediate retry: redis-py's default retries with backoff would hold
+    a booking screen up for seconds while Redis is down (holds are best effort)."""
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 1),
+    )
 
 
 def hold_ttl_seconds() -> int:
@@ -151,6 +162,9 @@ def slot_hold(
         ).split(":")
         raise SlotHeld(int(resource_id), datetime.datetime.fromtimestamp(int(cell), datetime.UTC))
     _forget_previous_range(token, ids, keys, member, ttl)
+    live.schedule_changed(
+        branch_id=None, resource_ids=ids, days=[starts_at], kind=live.ChangeKind.HOLD
+    )
     now = datetime.datetime.now(datetime.UTC)
     return Hold(
         token=token,
@@ -206,16 +220,19 @@ def slot_release(
 
     Best effort: with Redis down, the hold simply expires by itself.
     """
-    keys = [
-        _cell_key(resource_id, cell)
-        for resource_id in sorted(set(resource_ids))
-        for cell in _cells(starts_at, ends_at)
-    ]
+    ids = sorted(set(resource_ids))
+    cells = _cells(starts_at, ends_at)
+    keys = [_cell_key(resource_id, cell) for resource_id in ids for cell in cells]
     try:
-        return int(_client().eval(_RELEASE, len(keys), *keys, token))
+        freed = int(_client().eval(_RELEASE, len(keys), *keys, token))
     except redis.RedisError as exc:
         logger.warning("Could not release a slot hold: %s", exc)
         return 0
+    if freed:
+        live.schedule_changed(
+            branch_id=None, resource_ids=ids, days=[starts_at], kind=live.ChangeKind.RELEASE
+        )
+    return freed
 
 
 def held_ranges(

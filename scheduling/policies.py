@@ -21,6 +21,11 @@ def can_view_schedule(user: Any) -> bool:
     return has_capability(user, Capability.VIEW_SCHEDULE)
 
 
+def can_view_branch_schedule(user: Any, branch_id: int) -> bool:
+    """Staff who see the schedule, in a branch they work in (printouts, day lists)."""
+    return can_view_schedule(user) and _in_branch(user, branch_id)
+
+
 def can_book(user: Any, *, branch_id: int, channel: str) -> bool:
     """Registrars and the call centre book in their branches; doctors book follow-ups only."""
     if channel == BookingChannel.DOCTOR:

@@ -33,7 +33,7 @@ from psycopg import errors as pg_errors
 from clinic.core.models import Branch, Staff
 from patients.models import Person
 
-from . import holds, policies
+from . import holds, live, policies
 from .errors import IdempotencyKeyReused, SchedulingError, SlotConflict, unknown_resource
 from .models import (
     Appointment,
@@ -1034,6 +1034,13 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
     appointment.clean_fields(exclude=_RELATION_FIELDS)
     appointment.clean()
     _insert_booking(appointment, plan, [s.pk for s in request.services])
+    live.schedule_changed(
+        branch_id=appointment.branch_id,
+        resource_ids=[r.pk for r in plan.resources],
+        days=[appointment.starts_at],
+        kind=live.ChangeKind.BOOKED,
+        known=[request.branch, *plan.resources],
+    )
     return appointment
 
 
@@ -1097,6 +1104,18 @@ def _ensure_changeable(actor: Any, appointment: Appointment) -> None:
             % {"status": appointment.status.name},
             field="status",
         )
+
+
+def _announce(appointment: Appointment, kind: str) -> None:
+    """Tell the open grids that this appointment changed (after the transaction commits)."""
+    resource_ids = list(appointment.occupancies.values_list("resource_id", flat=True))
+    live.schedule_changed(
+        branch_id=appointment.branch_id,
+        resource_ids=resource_ids,
+        days=[appointment.starts_at],
+        kind=kind,
+        known=[appointment.branch],
+    )
 
 
 def _freed(doctor_id: int | None, starts_at: datetime.datetime, ends_at: datetime.datetime) -> None:
@@ -1172,6 +1191,13 @@ def appointment_move(
         )
         if moved_away:
             _freed(old_doctor.pk if old_doctor else None, old_start, old_end)
+        live.schedule_changed(
+            branch_id=current.branch_id,
+            resource_ids=[r.pk for r in (*old_resources, *plan.resources)],
+            days=[old_start, plan.starts_at],
+            kind=live.ChangeKind.MOVED,
+            known=[current.branch, *old_resources, *plan.resources],
+        )
         return current
 
     return _with_deadlock_retry(work)
@@ -1259,6 +1285,7 @@ def appointment_cancel(
         )
         current.occupancies.update(is_active=False)
         _freed(current.doctor_id, current.starts_at, current.ends_at)
+        _announce(current, live.ChangeKind.CANCELLED)
     return current
 
 
@@ -1308,6 +1335,7 @@ def appointment_restore(
         current.cancel_reason = None
         current.cancelled_at = None
         current.save(update_fields=["status", "cancel_reason", "cancelled_at", "updated_at"])
+        _announce(current, live.ChangeKind.RESTORED)
     return current
 
 
@@ -1373,4 +1401,5 @@ def appointment_set_status(*, actor: Any, appointment: Appointment, code: str) -
         if not status.occupies:
             current.occupancies.update(is_active=False)
             _freed(current.doctor_id, max(current.starts_at, timezone.now()), current.ends_at)
+        _announce(current, live.ChangeKind.STATUS)
     return current

@@ -4,8 +4,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from pghistory import config as pghistory_config
 from django.utils.translation import gettext_lazy as _
+from pghistory import config as pghistory_config
 
 from clinic.runtime import resolve_services
 
@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "patients",
     "scheduling",
     "desk",
+    "telephony",
     "billing",
     "lab",
     "integrations",

@@ -30,6 +30,12 @@
     return appointment ? value.replace(ZERO, appointment) : value;
   }
 
+  // A cell names its column's position; the column's header names the doctor.
+  function doctorOf(cell) {
+    var header = document.querySelector('th[data-col="' + cell.getAttribute("data-col") + '"]');
+    return header ? header.getAttribute("data-column") : "";
+  }
+
   function dialog() {
     return document.getElementById("desk-dialog");
   }
@@ -85,13 +91,13 @@
   function openSlot(cell, extra) {
     if (clipboard) {
       var action = clipboard.mode === "cut" ? "move" : "copy";
-      var values = { starts_at: cell.getAttribute("data-starts"), doctor: cell.getAttribute("data-doctor") };
+      var values = { starts_at: cell.getAttribute("data-starts"), doctor: doctorOf(cell) };
       load("POST", url(action, clipboard.appointment), values).then(openDialog);
       clipboard = null;
       showClipboard();
       return;
     }
-    var query = new URLSearchParams({ doctor: cell.getAttribute("data-doctor"), starts: cell.getAttribute("data-starts") });
+    var query = new URLSearchParams({ doctor: doctorOf(cell), starts: cell.getAttribute("data-starts") });
     if (extra) {
       Object.keys(extra).forEach(function (key) { query.set(key, extra[key]); });
     }
@@ -356,7 +362,7 @@
       return;
     }
     var payload = JSON.parse(raw);
-    var values = { starts_at: cell.getAttribute("data-starts"), doctor: cell.getAttribute("data-doctor") };
+    var values = { starts_at: cell.getAttribute("data-starts"), doctor: doctorOf(cell) };
     if (payload.kind === "waitlist") {
       openSlot(cell, { waitlist: payload.id });
     } else if (payload.kind === "trash") {
@@ -393,6 +399,24 @@
       }
     }
     document.addEventListener("pointerup", finish);
+  });
+
+  // ---- live updates: another screen changed the schedule (desk-live.js) ----------------------
+
+  var refreshTimer = null;
+  document.addEventListener("schedule:changed", function (event) {
+    var detail = event.detail || {};
+    if (!(detail.onScreen || detail.kind === "resync")) {
+      return;
+    }
+    // A burst of changes (a booking is a hold, then a booking) becomes one refresh.
+    window.clearTimeout(refreshTimer);
+    refreshTimer = window.setTimeout(function () {
+      var container = grid();
+      if (container) {
+        window.htmx.trigger(container, "schedule-refresh");
+      }
+    }, 200);
   });
 
   // ---- the current-time line ----------------------------------------------------------------

@@ -19,6 +19,9 @@ from tests.patients.factories import PersonFactory
 
 from .factories import doctor, local, service_for, tomorrow, works
 
+# A hold announces itself to the open grids (scheduling.live), which reads the resources.
+pytestmark = pytest.mark.django_db
+
 DOCTOR_ID = 990_001
 OTHER_ID = 990_002
 
