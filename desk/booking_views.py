@@ -164,7 +164,7 @@ def slot_form(request: HttpRequest) -> HttpResponse:
     entry = _waitlist_entry(request, request.GET.get("waitlist", ""))
     initial: dict[str, Any] = {}
     if entry is not None:
-        initial = {"patient": entry.patient.public_id, "services": [entry.service_id]}
+        initial = {"patient": entry.patient.public_id, "services": [entry.service.code]}
         initial["note"] = entry.note
     form = BookingForm(services=services, initial=initial)
     try:

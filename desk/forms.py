@@ -31,7 +31,10 @@ class BookingForm(forms.Form):
     phone = forms.CharField(label=_("Phone"), max_length=32, required=False)
     birth_date = forms.DateField(label=_("Birth date"), required=False)
     services = forms.ModelMultipleChoiceField(
-        label=_("Services"), queryset=Service.objects.none(), widget=forms.CheckboxSelectMultiple
+        label=_("Services"),
+        queryset=Service.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        to_field_name="code",  # the price list's "choose" ticks a service by its code
     )
     kind = forms.ModelChoiceField(
         label=_("Kind"), queryset=AppointmentKind.objects.filter(is_active=True), required=False

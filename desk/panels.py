@@ -10,7 +10,7 @@ from django import forms
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from clinic.core.models import Branch
@@ -44,8 +44,8 @@ class WaitlistForm(forms.Form):
     doctor = forms.ModelChoiceField(
         label=gettext_lazy("Doctor"), queryset=Resource.objects.none(), required=False
     )
-    date_from = forms.DateField(label=gettext_lazy("From"), required=False)
-    date_to = forms.DateField(label=gettext_lazy("To"), required=False)
+    date_from = forms.DateField(label=pgettext_lazy("date range", "from"), required=False)
+    date_to = forms.DateField(label=pgettext_lazy("date range", "to"), required=False)
     time_from = forms.TimeField(label=gettext_lazy("Not earlier than"), required=False)
     time_to = forms.TimeField(label=gettext_lazy("Not later than"), required=False)
     note = forms.CharField(label=gettext_lazy("Note"), max_length=300, required=False)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import booking_views, list_urls, live_urls, panels, print_urls, views
+from . import booking_views, free_time, list_urls, live_urls, panels, print_urls, views
 
 app_name = "desk"
 
@@ -51,6 +51,7 @@ urlpatterns = [
         name="waitlist_cancel",
     ),
     path("schedule/trash/", panels.trash_panel, name="trash"),
+    path("schedule/free-time/", free_time.free_time, name="free_time"),
     *print_urls.urlpatterns,
     *list_urls.urlpatterns,
     *live_urls.urlpatterns,

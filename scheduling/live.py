@@ -50,6 +50,7 @@ class ChangeKind(enum.StrEnum):
     HOLD = "hold"
     RELEASE = "release"
     SCHEDULE = "schedule"
+    CALL = "call"  # a call rings: the desk shows who is calling
 
 
 def channel_name(branch_public_id: Any) -> str:
@@ -82,6 +83,7 @@ def schedule_changed(
     days: Iterable[datetime.date | datetime.datetime],
     kind: str,
     known: Iterable[Any] = (),
+    extra: dict[str, str] | None = None,
 ) -> None:
     """Announce a change to the grids once the surrounding transaction commits (never if it
     rolls back); outside a transaction it is announced at once.
@@ -92,7 +94,9 @@ def schedule_changed(
     ``days`` are local dates or aware datetimes (turned into each branch's local date).
     Call with the values already read: the callback runs after the transaction has ended.
     ``known`` are Branch and Resource objects the caller already holds (a booking's branch and
-    resources): what they tell is not read again, so a booking costs no extra query.
+    resources): what they tell is not read again, so a booking costs no extra query. ``extra``
+    adds public facts to the message (a booking's channel and appointment id, a call's id):
+    never a patient's name or number, which the screen reads through its own permissions.
     """
     change = ChangeKind(kind)  # an unknown kind is a programming error: ValueError at once
     ids = sorted(set(resource_ids))
@@ -100,7 +104,12 @@ def schedule_changed(
     facts = _Known.of(known)
     transaction.on_commit(
         lambda: _publish(
-            branch_id=branch_id, resource_ids=ids, days=moments, kind=change, known=facts
+            branch_id=branch_id,
+            resource_ids=ids,
+            days=moments,
+            kind=change,
+            known=facts,
+            extra=dict(extra or {}),
         ),
         robust=True,
     )
@@ -146,6 +155,7 @@ def _publish(
     days: list[datetime.date | datetime.datetime],
     kind: ChangeKind,
     known: _Known | None = None,
+    extra: dict[str, str] | None = None,
 ) -> None:
     """Publish one message per branch concerned; Redis errors are logged, never raised."""
     from clinic.core.models import Branch
@@ -176,6 +186,7 @@ def _publish(
             "branch": str(branch_public_id),
             "resources": resource_public_ids,
             "days": _local_days(days, zoneinfo.ZoneInfo(time_zone)),
+            **(extra or {}),
         }
         try:
             message["version"] = int(client.incr(version_key(branch_public_id)))

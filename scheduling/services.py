@@ -1040,6 +1040,8 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
         days=[appointment.starts_at],
         kind=live.ChangeKind.BOOKED,
         known=[request.branch, *plan.resources],
+        # The desk pops up a notice for a booking made on the website.
+        extra={"channel": request.channel, "appointment": str(appointment.public_id)},
     )
     return appointment
 

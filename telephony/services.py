@@ -21,10 +21,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from clinic.core.models import Organization, Staff
+from clinic.core.models import Branch, Organization, Staff
 from clinic.core.selectors import staff_for_user
 from patients.models import PHONE_KINDS, Person
 from patients.normalizers import normalize_phone
+from scheduling import live
 from scheduling.models import Appointment
 
 from .errors import TelephonyError
@@ -326,7 +327,31 @@ def call_event_receive(
     raw_event.call = call
     raw_event.status = RawEventStatus.PROCESSED if changed else RawEventStatus.DUPLICATE
     raw_event.save(update_fields=["call", "status"])
+    if changed and call.state == CallState.RINGING and call.direction == CallDirection.INBOUND:
+        _announce_ringing(call)
     return call
+
+
+def _announce_ringing(call: Call) -> None:
+    """Tell the desks of the call's branch (of every branch, if the line is not a branch's) that
+    a call rings, so the operator sees who is calling before answering."""
+    branch_ids = (
+        [call.branch_id]
+        if call.branch_id is not None
+        else list(
+            Branch.objects.filter(organization_id=call.organization_id, is_active=True).values_list(
+                "pk", flat=True
+            )
+        )
+    )
+    for branch_id in branch_ids:
+        live.schedule_changed(
+            branch_id=branch_id,
+            resource_ids=[],
+            days=[],
+            kind=live.ChangeKind.CALL,
+            extra={"call": str(call.public_id)},
+        )
 
 
 # ---- the operator's work --------------------------------------------------------------------

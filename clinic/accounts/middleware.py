@@ -40,6 +40,11 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+# Requests a page makes by itself (the schedule's live stream and its polling fallback): they
+# prove the page is open, not that someone is at the PC, so they do not count as activity.
+BACKGROUND_PATHS = ("/desk/schedule/events/", "/desk/schedule/version/")
+
+
 class IdleTimeoutMiddleware:
     """End a session after ``SESSION_IDLE_TIMEOUT`` without requests (a PC left unattended)."""
 
@@ -60,7 +65,8 @@ class IdleTimeoutMiddleware:
                 if request.path.startswith("/api/"):
                     return self.get_response(request)
                 return redirect(f"{reverse('accounts:login')}?next={request.path}&expired=1")
-            request.session[LAST_ACTIVITY_KEY] = now
+            if not request.path.startswith(BACKGROUND_PATHS):
+                request.session[LAST_ACTIVITY_KEY] = now
         return self.get_response(request)
 
 

@@ -150,6 +150,34 @@
       copy.textContent = copy.getAttribute("data-copied-label");
       return;
     }
+    var freeTime = event.target.closest("[data-open-free-time]");
+    if (freeTime) {
+      load("GET", freeTime.getAttribute("data-open-free-time")).then(openDialog);
+      return;
+    }
+    var freeSlot = event.target.closest("[data-free-slot]");
+    if (freeSlot) {
+      var query = new URLSearchParams({ doctor: freeSlot.getAttribute("data-doctor"), starts: freeSlot.getAttribute("data-starts") });
+      load("GET", url("slot") + "?" + query.toString()).then(openDialog);
+      return;
+    }
+    var priceLookup = event.target.closest("[data-price-lookup]");
+    if (priceLookup) {
+      event.preventDefault();
+      var box = priceLookup.closest("form").querySelector("[data-price-box]");
+      var lookup = new URLSearchParams({ branch: priceLookup.getAttribute("data-branch") });
+      window.htmx.ajax("GET", priceLookup.getAttribute("data-url") + "?" + lookup.toString(), { target: box, swap: "innerHTML" });
+      return;
+    }
+    var choose = event.target.closest("[data-choose-service]");
+    if (choose && choose.closest("[data-price-box]")) {
+      var form = choose.closest("form");
+      var checkbox = form.querySelector('input[name=services][value="' + choose.getAttribute("data-service-code") + '"]');
+      if (checkbox) {
+        checkbox.checked = true;
+      }
+      return;
+    }
     var menuButton = event.target.closest("[data-menu-action]");
     if (menuButton) {
       menuAction(menuButton);
@@ -207,6 +235,14 @@
     if (event.key === "Escape" && clipboard) {
       clipboard = null;
       showClipboard();
+      return;
+    }
+    if (event.altKey && (event.key === "f" || event.key === "F")) {
+      var finder = document.querySelector("[data-open-free-time]");
+      if (finder) {
+        event.preventDefault();
+        finder.click();
+      }
       return;
     }
     if (event.altKey && (event.key === "ArrowLeft" || event.key === "ArrowRight")) {
@@ -403,9 +439,55 @@
 
   // ---- live updates: another screen changed the schedule (desk-live.js) ----------------------
 
+  function showCall(callId) {
+    var popup = document.getElementById("desk-call");
+    if (!popup) {
+      return;
+    }
+    window.htmx.ajax("GET", url("call", callId), { target: "#desk-call-body", swap: "innerHTML" }).then(function () {
+      popup.hidden = false;
+    });
+  }
+
+  function noticePortalBooking(appointment) {
+    var list = document.getElementById("desk-notices");
+    if (!list) {
+      return;
+    }
+    var item = document.createElement("li");
+    item.className = "notice";
+    item.setAttribute("data-portal-notice", appointment);
+    var text = document.createElement("span");
+    text.textContent = list.getAttribute("data-portal-label");
+    var open = document.createElement("button");
+    open.type = "button";
+    open.className = "button button--small";
+    open.textContent = list.getAttribute("data-open-label");
+    open.addEventListener("click", function () {
+      item.remove();
+      load("GET", url("appointment", appointment)).then(openDialog);
+    });
+    item.appendChild(text);
+    item.appendChild(open);
+    list.appendChild(item);
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-call-close]")) {
+      document.getElementById("desk-call").hidden = true;
+    }
+  });
+
   var refreshTimer = null;
   document.addEventListener("schedule:changed", function (event) {
     var detail = event.detail || {};
+    if (detail.kind === "call" && detail.call) {
+      showCall(detail.call);
+      return;
+    }
+    if (detail.kind === "booked" && detail.channel === "portal" && detail.appointment) {
+      noticePortalBooking(detail.appointment);
+    }
     if (!(detail.onScreen || detail.kind === "resync")) {
       return;
     }

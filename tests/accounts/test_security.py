@@ -167,6 +167,19 @@ def test_idle_session_expires_and_is_recorded(client: Client, settings: Any) -> 
     assert expired.user_id == staff.user.pk
 
 
+def test_the_schedule_s_own_background_requests_are_not_activity(client: Client) -> None:
+    """An open grid polls by itself; a PC left with the grid open still times out."""
+    staff = staff_with_role(Role.REGISTRAR)
+    client.force_login(staff.user)
+    assert client.get("/desk/").status_code == 200
+    before = client.session[LAST_ACTIVITY_KEY]
+    branch = staff.branches.get()
+    client.get("/desk/schedule/version/", {"branch": str(branch.public_id)})
+    assert client.session[LAST_ACTIVITY_KEY] == before
+    client.get("/desk/")
+    assert client.session[LAST_ACTIVITY_KEY] > before
+
+
 def test_active_session_is_kept(client: Client) -> None:
     staff = staff_with_role(Role.DOCTOR)
     client.force_login(staff.user)

@@ -16,6 +16,8 @@ SOURCE_DIRS = [
     "clinic",
     "patients",
     "scheduling",
+    "desk",
+    "telephony",
     "billing",
     "lab",
     "integrations",

@@ -71,7 +71,7 @@ def book(c: dict[str, Any], hhmm: str = "10:00", **fields: Any) -> Any:
     data = {
         "doctor": str(c["first"].public_id),
         "starts": at(hhmm),
-        "services": [c["service"].pk],
+        "services": [c["service"].code],
         "payer_kind": "self_pay",
         **fields,
     }

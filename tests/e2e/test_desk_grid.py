@@ -2,13 +2,16 @@
 
 A registrar books a new patient from the grid, moves an appointment by dragging it, cancels one
 and restores it by dragging it from the trash onto the grid, and books a waitlist entry by
-dragging it onto a free slot. Every page is checked for Content-Security-Policy violations and
-script errors. Screenshots of the grid are kept under ``var/test-artifacts/desk/``.
+dragging it onto a free slot; a second operator's grid shows the first one's hold and then the
+booking without a reload; a ringing call pops up with the caller and their next visit. Every
+page is checked for Content-Security-Policy violations and script errors. Screenshots of the
+grid are kept under ``var/test-artifacts/desk/``.
 """
 
 from __future__ import annotations
 
 import datetime
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from scheduling.models import (
 )
 from scheduling.services import BookingRequest, appointment_book
 from scheduling.waitlist import waitlist_add
+from telephony.services import call_event_receive
 from tests.core.factories import BranchFactory, SpecialtyFactory, staff_with_role
 from tests.patients.factories import ContactFactory, PersonFactory
 from tests.scheduling.factories import doctor, local, service_for, tomorrow, works
@@ -124,7 +128,7 @@ def test_a_new_patient_is_booked_from_the_grid(open_browser: Any, clinic: dict[s
     page.fill("#id_last_name", "Orlov")
     page.fill("#id_first_name", "Ivan")
     page.fill("#id_phone", "+7 916 765-43-21")
-    page.check(f"input[name=services][value='{clinic['service'].pk}']")
+    page.check(f"input[name=services][value='{clinic['service'].code}']")
     shot(page, "02-booking-form")
     page.click("[data-booking-form] button[data-book]")
     page.locator("[data-booked]").wait_for()
@@ -225,4 +229,67 @@ def test_a_waitlist_entry_is_booked_by_dragging_it_onto_the_grid(
     assert entry.appointment is not None
     assert entry.appointment.starts_at == local(tomorrow(), "09:30")
     assert WaitlistEntry.objects.filter(state=WaitlistState.WAITING).count() == 0
+    assert browser_page.problems == []
+
+
+def test_a_second_operator_sees_the_hold_and_then_the_booking_without_reloading(
+    open_browser: Any, clinic: dict[str, Any]
+) -> None:
+    first = open_grid(open_browser, clinic)
+    colleague = staff_with_role(
+        Role.REGISTRAR, organization=clinic["branch"].organization, branches=[clinic["branch"]]
+    )
+    second = open_browser()
+    other = second.page
+    other.set_viewport_size({"width": 1400, "height": 1000})
+    log_in(other, user_of(colleague).username, PASSWORD)
+    other.wait_for_url("**/desk/")
+    other.goto(f"/desk/schedule/?branch={clinic['branch'].public_id}&date={tomorrow():%Y-%m-%d}")
+    other.locator("[data-schedule-grid]").wait_for()
+    other.wait_for_timeout(500)  # the live stream connects
+
+    page = first.page
+    cell(page, 2, "14:00").click()
+    page.locator("[data-booking-form]").wait_for()
+    started = time.monotonic()
+    other.locator(at(2, "14:00") + "[data-kind=held]").wait_for(timeout=5000)
+    held_after = time.monotonic() - started
+    shot(other, "07-second-operator-sees-the-hold")
+
+    page.fill("[data-booking-form] [data-patient-search]", "Smirnova")
+    page.locator("[data-booking-form] [data-pick-patient]").first.click()
+    page.check(f"input[name=services][value='{clinic['service'].code}']")
+    page.click("[data-booking-form] button[data-book]")
+    page.locator("[data-booked]").wait_for()
+    started = time.monotonic()
+    other.locator(at(2, "14:00") + "[data-kind=booked]").wait_for(timeout=5000)
+    booked_after = time.monotonic() - started
+    assert "Smirnova Anna" in other.locator(at(2, "14:00")).inner_text()
+    shot(other, "08-second-operator-sees-the-booking")
+    print(f"\nsecond grid: hold seen after {held_after:.2f} s, booking after {booked_after:.2f} s")
+    assert first.problems == [] and second.problems == []
+
+
+def test_a_ringing_call_pops_up_with_the_caller(open_browser: Any, clinic: dict[str, Any]) -> None:
+    appointment = book(clinic, clinic["doctors"][0], "12:00")
+    browser_page = open_grid(open_browser, clinic)
+    page = browser_page.page
+    page.wait_for_timeout(500)  # the live stream connects
+
+    call_event_receive(
+        organization=clinic["branch"].organization,
+        payload={
+            "call_id": "pbx-77",
+            "event": "ringing",
+            "caller": "8 (916) 123-45-67",
+            "called": "+74950000000",
+        },
+    )
+    popup = page.locator("#desk-call:not([hidden])")
+    popup.wait_for(timeout=5000)
+    assert "Smirnova Anna" in popup.inner_text()
+    assert appointment.starts_at.astimezone().strftime("%H:%M") in popup.inner_text()
+    shot(page, "09-call-pop-up")
+    page.click("[data-call-close]")
+    assert page.locator("#desk-call").is_hidden()
     assert browser_page.problems == []
