@@ -31,7 +31,7 @@ class BookingForm(forms.Form):
     phone = forms.CharField(label=_("Phone"), max_length=32, required=False)
     birth_date = forms.DateField(label=_("Birth date"), required=False)
     services = forms.ModelMultipleChoiceField(
-        label=_("Services"),
+        label="",
         queryset=Service.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         to_field_name="code",  # the price list's "choose" ticks a service by its code
@@ -74,8 +74,13 @@ class BookingForm(forms.Form):
         return data
 
 
+class StatusChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.label)
+
+
 class StatusForm(forms.Form):
-    status = forms.ModelChoiceField(
+    status = StatusChoiceField(
         label=_("Status"),
         queryset=AppointmentStatus.objects.exclude(code=AppointmentStatus.CANCELLED).order_by(
             "order"

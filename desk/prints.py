@@ -20,8 +20,6 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.template.loader import render_to_string
-from django.utils.functional import Promise
-from django.utils.translation import pgettext_lazy
 
 from clinic.core.models import Branch
 from clinic.core.selectors import branch_list, organization_list
@@ -40,23 +38,10 @@ from scheduling.models import (
 SLIP_TEMPLATE = "desk/prints/appointment_slip.html"
 DAY_LIST_TEMPLATE = "desk/prints/doctor_day_list.html"
 
-# The statuses' names are reference data stored in Russian; a printout in another language
-# shows these labels for the standard codes and the stored name for any code an admin added.
-STATUS_LABELS: dict[str, Promise] = {
-    AppointmentStatus.BOOKED: pgettext_lazy("appointment status", "Booked"),
-    AppointmentStatus.CONFIRMED: pgettext_lazy("appointment status", "Confirmed"),
-    AppointmentStatus.ARRIVED: pgettext_lazy("appointment status", "Arrived"),
-    AppointmentStatus.IN_PROGRESS: pgettext_lazy("appointment status", "In progress"),
-    AppointmentStatus.COMPLETED: pgettext_lazy("appointment status", "Completed"),
-    AppointmentStatus.NO_SHOW: pgettext_lazy("appointment status", "No-show"),
-    AppointmentStatus.CANCELLED: pgettext_lazy("appointment status", "Cancelled"),
-}
-
 
 def status_label(status: AppointmentStatus) -> str:
-    """The status as the printout's reader understands it (see ``STATUS_LABELS``)."""
-    label = STATUS_LABELS.get(status.code)
-    return str(label) if label is not None else status.name
+    """The status in the reader's language (``AppointmentStatus.label``)."""
+    return status.label
 
 
 def public_id_short(appointment: Appointment) -> str:

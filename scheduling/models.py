@@ -582,6 +582,25 @@ class AppointmentStatus(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def label(self) -> str:
+        """The name in the reader's language: the names are reference data stored in Russian,
+        so the standard statuses show a translated label; a status an admin added shows its
+        stored name."""
+        standard = STANDARD_STATUS_LABELS.get(self.code)
+        return str(standard) if standard is not None else self.name
+
+
+STANDARD_STATUS_LABELS = {
+    AppointmentStatus.BOOKED: pgettext_lazy("appointment status", "Booked"),
+    AppointmentStatus.CONFIRMED: pgettext_lazy("appointment status", "Confirmed"),
+    AppointmentStatus.ARRIVED: pgettext_lazy("appointment status", "Arrived"),
+    AppointmentStatus.IN_PROGRESS: pgettext_lazy("appointment status", "In progress"),
+    AppointmentStatus.COMPLETED: pgettext_lazy("appointment status", "Completed"),
+    AppointmentStatus.NO_SHOW: pgettext_lazy("appointment status", "No-show"),
+    AppointmentStatus.CANCELLED: pgettext_lazy("appointment status", "Cancelled"),
+}
+
 
 class CancelReason(models.Model):
     """Reference data: why an appointment was cancelled."""

@@ -217,6 +217,10 @@ SPECTACULAR_SETTINGS = {
         "ResourceKindEnum": "scheduling.models.ResourceKind",
         "RotationEnum": "scheduling.models.Rotation",
         "CalendarDayTypeEnum": "scheduling.models.CalendarDayType",
+        "PayerKindEnum": "scheduling.models.PayerKind",
+        "WaitlistStateEnum": "scheduling.models.WaitlistState",
+        "OfferStateEnum": "scheduling.models.OfferState",
+        "CallEventEnum": "telephony.models.CallEventKind",
     },
 }
 

@@ -44,6 +44,7 @@ class _Writer:
         self.slip_url = reverse("desk:appointment_slip", args=[_ZERO])
         self.markers = _marker_labels()
         self.held = escape(_("held"))
+        self.free = escape(_("Free"))
 
     def cell(self, cell: Cell) -> str:
         kind = cell.kind
@@ -64,7 +65,7 @@ class _Writer:
         if appointment is not None and kind == BOOKED:
             public_id = str(appointment.public_id)
             name = escape(appointment.patient_name)
-            status = escape(appointment.status.name)
+            status = escape(appointment.status.label)
             attributes += [
                 f'data-appointment="{public_id}"',
                 'draggable="true" tabindex="0"',
@@ -93,7 +94,7 @@ class _Writer:
             )
         elif kind == FREE:
             attributes.append('tabindex="0"')
-            body = f'<span class="slot__time">{_hhmm(cell.starts_at, self.zone)}</span>'
+            attributes.append(f'aria-label="{self.free} {_hhmm(cell.starts_at, self.zone)}"')
         elif kind == HELD:
             body = (
                 f'<span class="slot__time">{_hhmm(cell.starts_at, self.zone)}</span> '

@@ -29,7 +29,7 @@ from .factories import (
     ServiceGroupFactory,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.billing.urls_for_tests")]
+pytestmark = pytest.mark.django_db
 
 DAY = "2026-03-10"
 

@@ -251,7 +251,7 @@ def test_a_filter_that_cannot_be_read_is_refused_naming_the_field_and_value(
     with pytest.raises(SchedulingError) as refused:
         found(booked, **filters)
     assert refused.value.field == field
-    assert f"“{value}”" in str(refused.value.message)
+    assert value in str(refused.value.message)
 
 
 def test_a_reversed_period_is_refused(booked):

@@ -216,7 +216,9 @@ def test_version_endpoint_answers_503_when_redis_is_down(
     monkeypatch.setattr(live, "_client", _unreachable_redis)
     client.force_login(clinic["user"])
     with translation.override("en"):
-        response = client.get(VERSION, {"branch": str(clinic["branch"].public_id)})
+        response = client.get(
+            VERSION, {"branch": str(clinic["branch"].public_id)}, HTTP_ACCEPT_LANGUAGE="en"
+        )
     assert response.status_code == 503
     assert "Live updates are unavailable" in response.json()["error"]
 

@@ -28,7 +28,7 @@ from tests.patients.factories import ContactFactory, PersonFactory
 
 from .factories import TOKEN, connect, line
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.telephony.urls")]
+pytestmark = pytest.mark.django_db
 
 
 def admin_url(model: type[models.Model], view: str, *args: Any) -> str:

@@ -20,7 +20,6 @@ from .factories import appointment, call
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.urls("tests.telephony.urls"),
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason="Debian's Chromium is not installed (/usr/bin/chromium); apt-get install chromium",

@@ -27,7 +27,7 @@ from tests.web.test_pages import assert_csp_clean, log_in
 
 from .factories import appointment, call
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.telephony.urls")]
+pytestmark = pytest.mark.django_db
 
 NUMBER = "+79161234567"
 OPERATORS = {Role.REGISTRAR, Role.CALL_CENTRE, Role.HEAD_OF_REGISTRY}
