@@ -74,7 +74,7 @@ class BookingForm(forms.Form):
         return data
 
 
-class StatusChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+class StatusChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         return str(obj.label)
 
