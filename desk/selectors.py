@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import OuterRef, Prefetch
+from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+from django.db.models import OuterRef, Prefetch, Q
 from django.utils.translation import gettext as _
 
 from clinic.core.models import Branch
@@ -32,13 +33,14 @@ from scheduling.models import (
     AppointmentService,
     AppointmentStatus,
     ExceptionKind,
+    Occupancy,
     Resource,
     ResourceKind,
     ScheduleBreak,
     ScheduleException,
     Service,
 )
-from scheduling.schedules import working_intervals
+from scheduling.schedules import WorkInterval, has_schedule, working_intervals
 from scheduling.services import doctor_performs
 
 VIEW_DAYS = {"day": 1, "three_days": 3, "week": 7}
@@ -97,6 +99,7 @@ class Row:
 @dataclass
 class Grid:
     branch: Branch
+    kind: str  # the kind of resource of the columns: doctors are booked from the grid
     days: list[datetime.date]
     step_minutes: int
     columns: list[Column]
@@ -212,14 +215,29 @@ def grid_build(
     # Statuses are a handful of rows: read once and attached, rather than joined and built
     # again for every appointment; the service names come as an array with each appointment.
     statuses = {status.pk: status for status in AppointmentStatus.objects.filter(occupies=True)}
+    doctor_ids = [r.pk for r in resources if r.kind == ResourceKind.DOCTOR]
+    # Rooms and devices: their appointments are found through their occupancies (a GiST range
+    # scan), since an appointment names only its doctor and consulting room.
+    other_ids = [r.pk for r in resources if r.kind != ResourceKind.DOCTOR]
+    taken_by: dict[int, list[int]] = defaultdict(list)
+    if other_ids:
+        for resource_id, appointment_id in Occupancy.objects.filter(
+            resource_id__in=other_ids,
+            is_active=True,
+            during__overlap=DateTimeTZRange(low, high, "[)"),
+        ).values_list("resource_id", "appointment_id"):
+            taken_by[appointment_id].append(resource_id)
     appointments = (
         Appointment.objects.filter(
-            doctor_id__in=ids,
-            # A visit lasts at most a day: the lower bound keeps the index scan to the days shown
-            # instead of the doctor's whole history.
-            starts_at__gte=low - datetime.timedelta(days=1),
-            starts_at__lt=high,
-            ends_at__gt=low,
+            Q(
+                doctor_id__in=doctor_ids,
+                # A visit lasts at most a day: the lower bound keeps the index scan to the days
+                # shown instead of the doctor's whole history.
+                starts_at__gte=low - datetime.timedelta(days=1),
+                starts_at__lt=high,
+                ends_at__gt=low,
+            )
+            | Q(pk__in=list(taken_by)),
             status_id__in=list(statuses),
         )
         .select_related("patient")
@@ -234,11 +252,31 @@ def grid_build(
         .prefetch_related(Prefetch("patient__contacts", to_attr="grid_contacts"))
         .order_by("starts_at")
     )
+    shown = set(doctor_ids)
     by_doctor: dict[int, list[Appointment]] = defaultdict(list)
     for appointment in appointments:
         appointment.status = statuses[appointment.status_id]
-        if appointment.doctor_id is not None:
+        if appointment.doctor_id in shown:
             by_doctor[appointment.doctor_id].append(appointment)
+        for resource_id in taken_by.get(appointment.pk, ()):
+            by_doctor[resource_id].append(appointment)
+    if other_ids:
+        # A room or device without a schedule of its own is there whenever the clinic works.
+        scheduled = has_schedule(other_ids)
+        for resource in resources:
+            if resource.pk in other_ids and resource.pk not in scheduled:
+                intervals[resource.pk] = [
+                    WorkInterval(
+                        resource_id=resource.pk,
+                        date=current,
+                        starts_at=_local(current, DEFAULT_START, zone),
+                        ends_at=_local(current, DEFAULT_END, zone),
+                        branch_id=branch.pk,
+                        room_id=None,
+                        time_zone=branch.time_zone,
+                    )
+                    for current in days
+                ]
     held = holds.held_ranges(ids, low.astimezone(datetime.UTC), high, except_token=hold_token)
 
     # The rows: the working hours of the columns shown, or the whole clinic day.
@@ -290,6 +328,7 @@ def grid_build(
     ]
     return Grid(
         branch=branch,
+        kind=resources[0].kind if resources else ResourceKind.DOCTOR,
         days=days,
         step_minutes=step,
         columns=columns,

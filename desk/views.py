@@ -28,6 +28,12 @@ from scheduling.policies import can_book
 from . import selectors
 from .booking_views import hold_token
 
+KIND_LABELS = {
+    ResourceKind.DOCTOR: gettext_lazy("Doctors"),
+    ResourceKind.ROOM: gettext_lazy("Rooms"),
+    ResourceKind.EQUIPMENT: gettext_lazy("Equipment"),
+}
+
 VIEW_LABELS = {
     "day": gettext_lazy("Day"),
     "three_days": gettext_lazy("3 days"),
@@ -51,6 +57,7 @@ class GridQuery:
     doctor_ids: list[int]
     working_hours_only: bool
     hide_booked: bool
+    kind: str = ResourceKind.DOCTOR
     errors: list[str] = field(default_factory=list)
 
 
@@ -79,6 +86,10 @@ def _grid_query(request: HttpRequest, branches: list[Branch]) -> GridQuery:
     if view not in selectors.VIEW_DAYS:
         errors.append(_("Unknown view “%(value)s”.") % {"value": view})
         view = "day"
+    kind = request.GET.get("kind", ResourceKind.DOCTOR)
+    if kind not in ResourceKind.values:
+        errors.append(_("Unknown kind of resource “%(value)s”.") % {"value": kind})
+        kind = ResourceKind.DOCTOR
     specialty_id = _int_or_none(request.GET.get("specialty", ""), _("specialty"), errors)
     service_id = _int_or_none(request.GET.get("service", ""), _("service"), errors)
     doctor_ids: list[int] = []
@@ -95,6 +106,7 @@ def _grid_query(request: HttpRequest, branches: list[Branch]) -> GridQuery:
         doctor_ids=doctor_ids,
         working_hours_only=request.GET.get("hours", "working") != "all",
         hide_booked=request.GET.get("hide_booked") == "1",
+        kind=kind,
         errors=errors,
     )
 
@@ -120,6 +132,7 @@ def _grid_context(request: HttpRequest) -> dict[str, Any]:
         "branches": branches,
         "query": query,
         "view_labels": VIEW_LABELS,
+        "kind_labels": KIND_LABELS,
         "grid": None,
     }
     branch = query.branch
@@ -127,6 +140,7 @@ def _grid_context(request: HttpRequest) -> dict[str, Any]:
         return context
     resources = selectors.grid_resources(
         branch=branch,
+        kind=query.kind,
         specialty_id=query.specialty_id,
         service_id=query.service_id,
         resource_ids=query.doctor_ids,
@@ -150,9 +164,10 @@ def _grid_context(request: HttpRequest) -> dict[str, Any]:
     return context
 
 
-def _toolbar_choices(branch: Branch | None) -> dict[str, Any]:
+def _toolbar_choices(branch: Branch | None, kind: str) -> dict[str, Any]:
+    """The toolbar's lists; the column chooser lists the resources of the kind shown."""
     if branch is None:
-        return {"specialties": [], "services": [], "doctors": []}
+        return {"specialties": [], "services": [], "doctors": [], "columns_label": ""}
     return {
         "specialties": list(Specialty.objects.order_by("name")),
         "services": list(
@@ -161,10 +176,9 @@ def _toolbar_choices(branch: Branch | None) -> dict[str, Any]:
             )
         ),
         "doctors": list(
-            Resource.objects.filter(
-                branch=branch, kind=ResourceKind.DOCTOR, is_active=True
-            ).order_by("name")
+            Resource.objects.filter(branch=branch, kind=kind, is_active=True).order_by("name")
         ),
+        "columns_label": KIND_LABELS[ResourceKind(kind)],
     }
 
 
@@ -172,7 +186,8 @@ def _toolbar_choices(branch: Branch | None) -> dict[str, Any]:
 def grid_page(request: HttpRequest) -> HttpResponse:
     """The schedule grid with its toolbar: what the desk keeps open all day."""
     context = _grid_context(request)
-    context.update(_toolbar_choices(context["query"].branch))
+    query = context["query"]
+    context.update(_toolbar_choices(query.branch, query.kind))
     context["statuses"] = list(
         AppointmentStatus.objects.exclude(code=AppointmentStatus.CANCELLED).order_by("order")
     )

@@ -17,6 +17,8 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
+from scheduling.models import ResourceKind
+
 from ..selectors import ABSENT, BOOKED, BREAK, FREE, HELD, Cell, Grid
 
 register = template.Library()
@@ -45,9 +47,13 @@ class _Writer:
         self.markers = _marker_labels()
         self.held = escape(_("held"))
         self.free = escape(_("Free"))
+        # Only a doctor's free time is booked from the grid; a room's or a device's is shown.
+        self.bookable = grid.kind == ResourceKind.DOCTOR
 
     def cell(self, cell: Cell) -> str:
         kind = cell.kind
+        if kind == FREE and not self.bookable:
+            kind = "vacant"
         attributes = [
             f'rowspan="{cell.rows}"',
             f'class="slot slot--{kind}'

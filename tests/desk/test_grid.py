@@ -19,7 +19,7 @@ from scheduling.models import BookingChannel, ExceptionKind, ScheduleBreak, Sche
 from scheduling.services import BookingRequest, PrimaryPatient, appointment_book
 from tests.core.factories import BranchFactory, SpecialtyFactory, staff_with_role
 from tests.patients.factories import PersonFactory
-from tests.scheduling.factories import doctor, local, service_for, tomorrow, works
+from tests.scheduling.factories import doctor, local, room, service_for, tomorrow, works
 
 pytestmark = pytest.mark.django_db
 
@@ -207,3 +207,20 @@ def test_a_cashier_cannot_open_the_grid(client):
     cashier = staff_with_role(Role.CASHIER)
     client.force_login(cashier.user)
     assert client.get(reverse("desk:grid")).status_code == 403
+
+
+def test_a_rooms_grid_shows_what_occupies_each_room(clinic):
+    consulting = room(clinic["branch"])
+    patient = PersonFactory(organization=clinic["branch"].organization, last_name="Zaitseva")
+    appointment = book(clinic, clinic["doctors"][0], "10:00", patient=patient, room=consulting)
+    html = grid_html(clinic, kind="room")
+    heads = re.findall(r'schedule-grid__doctor">([^<]+)<', html)
+    assert heads == [consulting.name]
+    assert str(appointment.public_id) in html
+    # A room's free time is shown, not booked from the grid (bookings start from a doctor).
+    assert cells(html, "free") == []
+    assert len(cells(html, "vacant")) > 0
+    bad = clinic["client"].get(
+        reverse("desk:grid"), {"kind": "spaceship"}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert bad.status_code == 400 and "spaceship" in bad.content.decode()
