@@ -15,6 +15,7 @@ import uuid
 import zoneinfo
 from typing import Any
 
+from django import forms
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse
@@ -49,6 +50,7 @@ from scheduling.services import (
     appointment_book,
     appointment_cancel,
     appointment_copy,
+    appointment_details_update,
     appointment_move,
     appointment_restore,
     appointment_set_status,
@@ -56,7 +58,7 @@ from scheduling.services import (
 )
 from scheduling.waitlist import waitlist_entry_book, waitlist_entry_get_for_actor
 
-from .forms import BookingForm, CancelForm, CopyForm, MoveForm, StatusForm
+from .forms import BookingForm, CancelForm, CopyForm, DetailsForm, MoveForm, StatusForm
 from .selectors import grid_branches, phone_of
 
 CHANGED = "schedule-changed"
@@ -352,6 +354,13 @@ def _dialog(
         "phone": phone,
         "whatsapp": phone.lstrip("+") if phone else "",
         "status_form": StatusForm(initial={"status": appointment.status.code}),
+        "details_form": DetailsForm(
+            initial={
+                "note": appointment.note,
+                "information_source": appointment.information_source_id,
+                "payer_kind": appointment.payer_kind,
+            }
+        ),
         "cancel_form": CancelForm(),
         "doctors": doctors,
         "history": history_rows(appointment, limit=20),
@@ -449,7 +458,7 @@ def _valid_in_branch_time(form: MoveForm | CopyForm, appointment: Appointment) -
         return form.is_valid()
 
 
-def _form_error(form: MoveForm | CopyForm) -> str:
+def _form_error(form: forms.Form) -> str:
     field, errors = next(iter(form.errors.items()))
     label = form.fields[field].label if field in form.fields else ""
     value = form.data.get(field, "")
@@ -523,3 +532,25 @@ def appointment_restore_view(request: HttpRequest, public_id: uuid.UUID) -> Http
         )
 
     return _act(request, appointment, restore)
+
+
+@require_POST
+@requires(may_book)
+def appointment_details(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Save the note, the source and the payer of the appointment."""
+    appointment = _appointment(request, public_id)
+    form = DetailsForm(request.POST)
+    if not form.is_valid():
+        return _dialog(request, appointment, status=400, error=_form_error(form))
+    data = form.cleaned_data
+    return _act(
+        request,
+        appointment,
+        lambda: appointment_details_update(
+            actor=request.user,
+            appointment=appointment,
+            note=data["note"],
+            information_source=data["information_source"],
+            payer_kind=data["payer_kind"],
+        ),
+    )

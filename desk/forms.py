@@ -109,3 +109,15 @@ class MoveForm(forms.Form):
 class CopyForm(forms.Form):
     starts_at = forms.DateTimeField(label=_("Starts at"))
     doctor = forms.UUIDField(label=_("Doctor"))
+
+
+class DetailsForm(forms.Form):
+    """What the desk records about a visit, edited from the appointment's dialog."""
+
+    note = forms.CharField(
+        label=_("Note"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    information_source = forms.ModelChoiceField(
+        label=_("Source"), queryset=InformationSource.objects.order_by("name"), required=False
+    )
+    payer_kind = forms.ChoiceField(label=_("Payer"), choices=PayerKind.choices)

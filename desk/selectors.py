@@ -252,11 +252,11 @@ def grid_build(
         .prefetch_related(Prefetch("patient__contacts", to_attr="grid_contacts"))
         .order_by("starts_at")
     )
-    shown = set(doctor_ids)
+    doctors_shown = set(doctor_ids)
     by_doctor: dict[int, list[Appointment]] = defaultdict(list)
     for appointment in appointments:
         appointment.status = statuses[appointment.status_id]
-        if appointment.doctor_id in shown:
+        if appointment.doctor_id in doctors_shown:
             by_doctor[appointment.doctor_id].append(appointment)
         for resource_id in taken_by.get(appointment.pk, ()):
             by_doctor[resource_id].append(appointment)

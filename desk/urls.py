@@ -24,6 +24,11 @@ urlpatterns = [
         name="appointment_status",
     ),
     path(
+        "schedule/appointments/<uuid:public_id>/details/",
+        booking_views.appointment_details,
+        name="appointment_details",
+    ),
+    path(
         "schedule/appointments/<uuid:public_id>/cancel/",
         booking_views.appointment_cancel_view,
         name="appointment_cancel",

@@ -1108,6 +1108,33 @@ def _ensure_changeable(actor: Any, appointment: Appointment) -> None:
         )
 
 
+def appointment_details_update(
+    *,
+    actor: Any,
+    appointment: Appointment,
+    note: str,
+    information_source: InformationSource | None,
+    payer_kind: str,
+) -> Appointment:
+    """Change what the desk records about a visit (note, source, payer); not its time or
+    resources, which go through ``appointment_move``."""
+    if payer_kind not in PayerKind.values:
+        raise SchedulingError(
+            "unknown_payer_kind",
+            _("Unknown payer “%(value)s”.") % {"value": payer_kind},
+            field="payer_kind",
+        )
+    with transaction.atomic():
+        current = _locked(appointment)
+        _ensure_changeable(actor, current)
+        current.note = note.strip()
+        current.information_source = information_source
+        current.payer_kind = payer_kind
+        current.save(update_fields=["note", "information_source", "payer_kind", "updated_at"])
+        _announce(current, live.ChangeKind.STATUS)
+    return current
+
+
 def _announce(appointment: Appointment, kind: str) -> None:
     """Tell the open grids that this appointment changed (after the transaction commits)."""
     resource_ids = list(appointment.occupancies.values_list("resource_id", flat=True))

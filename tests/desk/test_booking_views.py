@@ -320,3 +320,22 @@ def test_a_cashier_cannot_book_from_the_grid(client):
     client.force_login(cashier.user)
     assert client.get(reverse("desk:slot_form")).status_code == 403
     assert client.post(reverse("desk:slot_book")).status_code == 403
+
+
+def test_the_note_source_and_payer_are_edited_from_the_dialog(desk):
+    appointment = booked(desk, "11:00")
+    response = desk["client"].post(
+        reverse("desk:appointment_details", args=[appointment.public_id]),
+        {"note": "  bring the X-ray  ", "payer_kind": "dms"},
+    )
+    assert response.status_code == 200
+    appointment.refresh_from_db()
+    assert (appointment.note, appointment.payer_kind) == ("bring the X-ray", "dms")
+    bad = desk["client"].post(
+        reverse("desk:appointment_details", args=[appointment.public_id]),
+        {"note": "x", "payer_kind": "barter"},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert bad.status_code == 400 and "barter" in bad.content.decode()
+    appointment.refresh_from_db()
+    assert appointment.note == "bring the X-ray"
