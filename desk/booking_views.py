@@ -469,27 +469,36 @@ def _form_error(form: forms.Form) -> str:
     }
 
 
-@require_POST
-@requires(may_book)
-def appointment_move_view(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    """Move to another time, day or doctor, or change the duration (drag, drop, resize)."""
+def _change_at_target(request: HttpRequest, public_id: uuid.UUID, change: Any) -> HttpResponse:
+    """Read where the appointment goes (``MoveForm``) and ``change(appointment, form, doctor,
+    starts_at)``; a form or a rule that says no re-renders the dialog with the reason."""
     appointment = _appointment(request, public_id)
     form = MoveForm(request.POST)
     if not _valid_in_branch_time(form, appointment):
         return _dialog(request, appointment, status=400, error=_form_error(form))
+    return _act(
+        request,
+        appointment,
+        lambda: change(appointment, form, *_target(request, appointment, form)),
+    )
 
-    def move() -> None:
-        doctor, starts_at = _target(request, appointment, form)
-        appointment_move(
+
+@require_POST
+@requires(may_book)
+def appointment_move_view(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Move to another time, day or doctor, or change the duration (drag, drop, resize)."""
+    return _change_at_target(
+        request,
+        public_id,
+        lambda appointment, form, doctor, starts_at: appointment_move(
             actor=request.user,
             appointment=appointment,
             starts_at=starts_at,
             doctor=doctor,
             duration_minutes=form.cleaned_data.get("duration_minutes"),
             reason=form.cleaned_data.get("reason", ""),
-        )
-
-    return _act(request, appointment, move)
+        ),
+    )
 
 
 @require_POST
@@ -520,18 +529,13 @@ def appointment_copy_view(request: HttpRequest, public_id: uuid.UUID) -> HttpRes
 @requires(may_book)
 def appointment_restore_view(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """Take an appointment out of the trash: at its own time, or where it was dropped."""
-    appointment = _appointment(request, public_id)
-    form = MoveForm(request.POST)
-    if not _valid_in_branch_time(form, appointment):
-        return _dialog(request, appointment, status=400, error=_form_error(form))
-
-    def restore() -> None:
-        doctor, starts_at = _target(request, appointment, form)
-        appointment_restore(
+    return _change_at_target(
+        request,
+        public_id,
+        lambda appointment, _form, doctor, starts_at: appointment_restore(
             actor=request.user, appointment=appointment, starts_at=starts_at, doctor=doctor
-        )
-
-    return _act(request, appointment, restore)
+        ),
+    )
 
 
 @require_POST
