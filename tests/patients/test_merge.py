@@ -212,6 +212,7 @@ def test_merge_moves_contacts_consents_cards_and_relations_to_the_survivor(
         "relations_as_relative": [scenario["son_father"].pk],
         "appointments": [],
         "waitlist_entries": [],
+        "planned_calls": [],
     }
     assert merge.moved["kept"] == {}
     assert merge.moved["skipped"] == {}

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone, translation
 
 from clinic.core.roles import Role
+from patients.merge import person_merge
 from telephony.errors import TelephonyError
 from telephony.models import Call, CallOutcome, CallPurpose, PlannedCall, PlannedCallStatus
 from telephony.services import (
@@ -161,3 +162,19 @@ def test_short_token_is_refused(desk: dict[str, Any]) -> None:
     assert str(refused.value.message) == "The token must be at least 24 characters long."
     generated = telephony_token_set(organization=desk["organization"])
     assert len(generated) >= 40
+
+
+def test_a_merged_patient_s_planned_calls_follow_the_survivor(db: Any) -> None:
+    head = staff_with_role(Role.HEAD_OF_REGISTRY)
+    organization = head.organization
+    survivor = PersonFactory(organization=organization, last_name="Ivanova")
+    duplicate = PersonFactory(organization=organization, last_name="Ivanova")
+    planned = planned_call_create(
+        actor=head.user,
+        patient=duplicate,
+        phone="+79161234567",
+        reason="results",
+        due_at=timezone.now() + datetime.timedelta(days=1),
+    )
+    person_merge(actor=head.user, survivor=survivor, merged=duplicate, reason="same person")
+    assert PlannedCall.objects.get(pk=planned.pk).patient_id == survivor.pk
