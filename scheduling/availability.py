@@ -222,6 +222,24 @@ def _binary_cursor() -> Any:
     return CursorWrapper(raw, connection)
 
 
+def _read_pipelined(statements: list[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+    """Run read statements in one round trip (libpq's pipeline mode) and return their rows.
+
+    The reads of a search do not depend on each other's results; sent one after another, each
+    would wait for the previous one's answer on a busy server.
+    """
+    connection.ensure_connection()
+    cursors = [_binary_cursor() for _ in statements]
+    with connection.connection.pipeline():
+        for cursor, (sql, params) in zip(cursors, statements, strict=True):
+            cursor.execute(sql, params)
+    try:
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
 def _check_channel(channel: str, services: Sequence[Service]) -> None:
     if channel not in BookingChannel.values:
         raise SchedulingError(
@@ -427,55 +445,59 @@ def free_slots(
     buffer = max(service.buffer_after for service in services)
     duration_s = int(duration.total_seconds())
     buffer_s = int(buffer.total_seconds())
-    with _binary_cursor() as cursor:
-        cursor.execute(CHANNEL_RULE_SQL, {"organization": organization_id, "channel": channel})
-        rule = cursor.fetchone()
-        notice_minutes, horizon_days = rule or DEFAULT_CHANNEL_RULES.get(channel, (0, 180))
-        now = timezone.now()
-        earliest = now + datetime.timedelta(minutes=notice_minutes)
-        latest = now + datetime.timedelta(days=horizon_days)
-
-        intervals: dict[int, list[WorkInterval]] = {
-            pk: [i for i in found if i.branch_id == branch.pk and i.ends_at > earliest]
-            for pk, found in planned.items()
-        }
-        everything = [i for found in intervals.values() for i in found]
-        if not everything:
-            return []
-        low = min(i.starts_at for i in everything)
-        high = max(i.ends_at for i in everything) + buffer
-        ids = [pk for pk, found in intervals.items() if found]
-        cursor.execute(BREAKS_SQL, {"ids": ids, "low": low, "high": high, "shift": duration_s})
-        breaks: dict[int, tuple[list[int], list[int]]] = {
-            resource_id: (lows, highs) for resource_id, lows, highs in cursor.fetchall()
-        }
-        cursor.execute(
-            OCCUPANCY_SQL,
-            {
-                "ids": ids,
-                "since": low - MAX_OCCUPANCY,
-                "low": low,
-                "high": high,
-                "shift": duration_s + buffer_s,
-            },
-        )
-        busy: dict[int, tuple[list[int], list[int]]] = {
-            resource_id: (lows, highs) for resource_id, lows, highs in cursor.fetchall()
-        }
-        held = holds.held_ranges(ids, low, high, except_token=hold_token or "")
-        cursor.execute(
-            QUOTAS_SQL,
-            {
-                "organization": organization_id,
-                "payer_scope": QuotaScope.PAYER.value,
-                "payer": payer_kind,
-                "service_scope": QuotaScope.SERVICE.value,
-                "services": [service.pk for service in services],
-                "doctor_scope": QuotaScope.DOCTOR.value,
-                "ids": ids,
-            },
-        )
-        quotas = [_QuotaRule(*row) for row in cursor.fetchall()]
+    # The working time still ahead bounds the reads; the channel's notice, read in the same
+    # round trip, narrows it afterwards (a wider read finds the same slots).
+    now = timezone.now()
+    intervals: dict[int, list[WorkInterval]] = {
+        pk: [i for i in found if i.branch_id == branch.pk and i.ends_at > now]
+        for pk, found in planned.items()
+    }
+    everything = [i for found in intervals.values() for i in found]
+    if not everything:
+        return []
+    low = min(i.starts_at for i in everything)
+    high = max(i.ends_at for i in everything) + buffer
+    ids = [pk for pk, found in intervals.items() if found]
+    held = holds.held_ranges(ids, low, high, except_token=hold_token or "")
+    rule, break_rows, busy_rows, quota_rows = _read_pipelined(
+        [
+            (CHANNEL_RULE_SQL, {"organization": organization_id, "channel": channel}),
+            (BREAKS_SQL, {"ids": ids, "low": low, "high": high, "shift": duration_s}),
+            (
+                OCCUPANCY_SQL,
+                {
+                    "ids": ids,
+                    "since": low - MAX_OCCUPANCY,
+                    "low": low,
+                    "high": high,
+                    "shift": duration_s + buffer_s,
+                },
+            ),
+            (
+                QUOTAS_SQL,
+                {
+                    "organization": organization_id,
+                    "payer_scope": QuotaScope.PAYER.value,
+                    "payer": payer_kind,
+                    "service_scope": QuotaScope.SERVICE.value,
+                    "services": [service.pk for service in services],
+                    "doctor_scope": QuotaScope.DOCTOR.value,
+                    "ids": ids,
+                },
+            ),
+        ]
+    )
+    notice_minutes, horizon_days = rule[0] if rule else DEFAULT_CHANNEL_RULES.get(channel, (0, 180))
+    earliest = now + datetime.timedelta(minutes=notice_minutes)
+    latest = now + datetime.timedelta(days=horizon_days)
+    intervals = {pk: [i for i in found if i.ends_at > earliest] for pk, found in intervals.items()}
+    breaks: dict[int, tuple[list[int], list[int]]] = {
+        resource_id: (lows, highs) for resource_id, lows, highs in break_rows
+    }
+    busy: dict[int, tuple[list[int], list[int]]] = {
+        resource_id: (lows, highs) for resource_id, lows, highs in busy_rows
+    }
+    quotas = [_QuotaRule(*row) for row in quota_rows]
     closed_for_all: set[datetime.date] = set()
     closed_for_doctor: dict[int, set[datetime.date]] = {}
     if quotas:
