@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,23 +345,28 @@ def pgbench_run(arguments: list[str], *, database: str, timeout: float) -> Pgben
     )
 
 
-def pgbench_simple_update_tps(*, clients: int, seconds: int) -> float:
-    """TPS of ``pgbench -N`` on a scratch database of the same server, created and dropped here."""
+@contextmanager
+def pgbench_scratch_database() -> Iterator[str]:
+    """A scratch database of the same server initialised for ``pgbench -N``; dropped after."""
     scratch = f"{connection.settings_dict['NAME']}_pgbench"[:60]
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
         cursor.execute(f'CREATE DATABASE "{scratch}"')
     try:
         pgbench_exec(["-i", "-s", "1", "-q"], database=scratch, timeout=120)
-        result = pgbench_run(
-            ["-n", "-N", "-c", str(clients), "-j", "2", "-T", str(seconds)],
-            database=scratch,
-            timeout=seconds + 60,
-        )
+        yield scratch
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-    return result.tps
+
+
+def pgbench_simple_update(*, database: str, clients: int, seconds: int) -> PgbenchResult:
+    """One ``pgbench -N`` run on a database made by ``pgbench_scratch_database``."""
+    return pgbench_run(
+        ["-n", "-N", "-c", str(clients), "-j", "2", "-T", str(seconds)],
+        database=database,
+        timeout=seconds + 60,
+    )
 
 
 def pgbench_choice(variable: str, values: list[int]) -> str:

@@ -10,10 +10,12 @@
        PL/pgSQL function whose plan is prepared once per connection, and the appointment with
        its history trigger, service line and occupancy under the exclusion constraint in one
        statement), with every counted transaction's rows present and no overlapping
-       occupancies afterwards. The target is 0.25 x ``pgbench -N`` TPS; measured here
-       0.26-0.32 (0.14 before the booking tables lost the indexes nothing reads and the
-       context its per-booking planning). The line says whether the target was met; the
-       assertion is a floor of 0.18, below the noise of these machines;
+       occupancies afterwards. The two alternate in rounds after a warm-up, so a neighbour's
+       load weighs on both alike; ``pgbench -N`` waits on the disk's flushes, which vary a lot
+       on these machines, so the ratio of a round swings (0.23-0.68 seen; 0.28-0.35 over three
+       rounds; 0.14 before the booking tables lost the indexes nothing reads and the context
+       its per-booking planning). The target is 0.25 and the line says whether it was met;
+       the assertion is a floor of 0.18, below the noise;
    (b) end-to-end HTTP bookings per second, latency and query counts: printed with their ratio
        to ``pgbench -N``, asserted only to be non-zero with no 5xx (Python per request on two
        cores is tens of times a C client's cost).
@@ -49,6 +51,7 @@ from .booking_support import (
     BookingClinic,
     BookingTemplate,
     GunicornServer,
+    PgbenchResult,
     booking_payload,
     booking_transaction_script,
     clinic_create,
@@ -58,7 +61,8 @@ from .booking_support import (
     overlapping_active_occupancies,
     percentile,
     pgbench_run,
-    pgbench_simple_update_tps,
+    pgbench_scratch_database,
+    pgbench_simple_update,
 )
 
 pytestmark = [
@@ -71,7 +75,8 @@ RACERS = 50
 ROUNDS = 20
 CLIENTS = 8
 BOOKINGS_PER_PHASE = 80
-PGBENCH_SECONDS = 10
+PGBENCH_SECONDS = 5
+PGBENCH_ROUNDS = 3
 
 
 @pytest.fixture(scope="module")
@@ -390,8 +395,8 @@ def test_booking_transaction_against_pgbench_simple_update(
 ) -> None:
     """pgbench drives the booking's own statements next to ``pgbench -N``; HTTP is reported.
 
-    Both pgbench runs use CLIENTS clients for PGBENCH_SECONDS on the same server; the HTTP
-    figures come from the same run with the same client count.
+    Both use CLIENTS clients on the same server, alternating for PGBENCH_ROUNDS rounds of
+    PGBENCH_SECONDS each; the HTTP figures come from the same run with the same client count.
     """
     direct_bookings = 20
     single_client_bookings = 20
@@ -422,50 +427,72 @@ def test_booking_transaction_against_pgbench_simple_update(
     request_queries = http_request_queries(clinic, patient=clinic.patients[-1])
     profile = direct_booking_profile(clinic, bookings=direct_bookings)
 
-    script = tmp_path / "booking.sql"
-    script.write_text(
-        booking_transaction_script(
-            booking_template(clinic),
-            clients=CLIENTS,
-            first_day=tomorrow() + datetime.timedelta(days=400),
-            days=3650,
-        )
-    )
+    template = booking_template(clinic)
     appointments_before = Appointment.objects.count()
     occupancies_before = Occupancy.objects.count()
-    booking = pgbench_run(
-        [
-            "-n",
-            "-r",
-            "-f",
-            str(script),
-            "-D",
-            "n=0",
-            "-c",
-            str(CLIENTS),
-            "-j",
-            "2",
-            "-T",
-            str(PGBENCH_SECONDS),
-        ],
-        database=connection.settings_dict["NAME"],
-        timeout=PGBENCH_SECONDS + 60,
+    # The two benchmarks alternate (booking, -N, booking, -N, ...), so a neighbour's load that
+    # comes and goes weighs on both sides alike; each round books days of its own.
+    bookings: list[PgbenchResult] = []
+    simple_updates: list[PgbenchResult] = []
+    with pgbench_scratch_database() as scratch:
+        # A fresh pgbench database runs slowly at first (its checkpoint, cold caches): warm up.
+        pgbench_simple_update(database=scratch, clients=CLIENTS, seconds=PGBENCH_SECONDS)
+        for round_number in range(PGBENCH_ROUNDS):
+            script = tmp_path / f"booking-{round_number}.sql"
+            script.write_text(
+                booking_transaction_script(
+                    template,
+                    clients=CLIENTS,
+                    first_day=tomorrow() + datetime.timedelta(days=400 + 4000 * round_number),
+                    days=3650,
+                )
+            )
+            bookings.append(
+                pgbench_run(
+                    [
+                        "-n",
+                        "-r",
+                        "-f",
+                        str(script),
+                        "-D",
+                        "n=0",
+                        "-c",
+                        str(CLIENTS),
+                        "-j",
+                        "2",
+                        "-T",
+                        str(PGBENCH_SECONDS),
+                    ],
+                    database=connection.settings_dict["NAME"],
+                    timeout=PGBENCH_SECONDS + 60,
+                )
+            )
+            simple_updates.append(
+                pgbench_simple_update(database=scratch, clients=CLIENTS, seconds=PGBENCH_SECONDS)
+            )
+    booking = bookings[-1]
+    booking_processed = sum(run.processed for run in bookings)
+    booking_failed = sum(run.failed for run in bookings)
+    booking_tps = sum(run.tps for run in bookings) / len(bookings)
+    simple_update_tps = sum(run.tps for run in simple_updates) / len(simple_updates)
+    rounds = ", ".join(
+        f"{b.tps / u.tps:.2f}" for b, u in zip(bookings, simple_updates, strict=True)
     )
-    simple_update_tps = pgbench_simple_update_tps(clients=CLIENTS, seconds=PGBENCH_SECONDS)
 
     # Every counted transaction wrote its appointment and occupancy; none clashed or overlapped.
-    assert booking.failed == 0, booking.output
-    assert Appointment.objects.count() - appointments_before == booking.processed
-    assert Occupancy.objects.count() - occupancies_before == booking.processed
+    assert booking_failed == 0, booking.output
+    assert Appointment.objects.count() - appointments_before == booking_processed
+    assert Occupancy.objects.count() - occupancies_before == booking_processed
     assert overlapping_active_occupancies() == 0
-    database_ratio = booking.tps / simple_update_tps
+    database_ratio = booking_tps / simple_update_tps
     http_ratio = http.rate / simple_update_tps
     with capsys.disabled():
         print(
-            f"\n{CLIENTS} clients, {PGBENCH_SECONDS} s each: pgbench -N {simple_update_tps:.0f} "
-            f"tps; booking transaction driven by pgbench {booking.tps:.0f} tps "
-            f"({booking.processed} bookings, {booking.failed} failed) = {database_ratio:.2f} x "
-            f"pgbench -N (target >= 0.25: {'met' if database_ratio >= 0.25 else 'NOT met'})"
+            f"\n{CLIENTS} clients, {PGBENCH_ROUNDS} alternating rounds of {PGBENCH_SECONDS} s: "
+            f"pgbench -N {simple_update_tps:.0f} tps; booking transaction driven by pgbench "
+            f"{booking_tps:.0f} tps ({booking_processed} bookings, {booking_failed} failed) = "
+            f"{database_ratio:.2f} x pgbench -N (rounds: {rounds}; target >= 0.25: "
+            f"{'met' if database_ratio >= 0.25 else 'NOT met'})"
         )
         print("  the booking transaction's statements, mean latency per statement (pgbench -r):")
         statements = booking.output.split("statement latencies in milliseconds", 1)[-1]
@@ -489,6 +516,6 @@ def test_booking_transaction_against_pgbench_simple_update(
             print(f"    {number:2d}. {' '.join(sql.split())[:150]}")
     assert http.rate > 0
     assert not any(status >= 500 for status in http.statuses)
-    # The target is 0.25, measured 0.26-0.32 (see the module docstring); the floor sits below
+    # The target is 0.25 (see the module docstring for what was measured); the floor sits below
     # the run-to-run noise of a two-core machine, so it catches a regression, not a bad minute.
-    assert booking.tps >= REGRESSION_FLOOR * simple_update_tps
+    assert booking_tps >= REGRESSION_FLOOR * simple_update_tps
