@@ -18,32 +18,15 @@ import requests
 from django.conf import settings
 from django.db import transaction
 from django.test import Client
-from django.urls import Resolver404, include, path, resolve
 from django.utils import translation
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from clinic import urls as clinic_urls
 from clinic.core.roles import Role
 from desk import live as desk_live
-from desk import live_urls
 from scheduling import live
 from tests.core.factories import BranchFactory, staff_with_role
 from tests.scheduling.factories import doctor
-
-
-def _live_urls_included() -> bool:
-    try:
-        resolve("/desk/schedule/events/")
-    except Resolver404:
-        return False
-    return True
-
-
-# Until desk/urls.py includes the live URLs, this module serves them itself at the same paths.
-urlpatterns = [path("desk/", include(live_urls.urlpatterns)), *clinic_urls.urlpatterns]
-
-pytestmark = [] if _live_urls_included() else [pytest.mark.urls(__name__)]
 
 EVENTS = "/desk/schedule/events/"
 VERSION = "/desk/schedule/version/"
