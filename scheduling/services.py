@@ -72,7 +72,7 @@ EXCLUSION_CONSTRAINT = "scheduling_occupancy_no_overlap"
 IDEMPOTENCY_CONSTRAINT = "scheduling_appointment_idempotency_key_key"
 
 # Namespaces of the two-key advisory locks (pg_advisory_xact_lock(namespace, id)).
-LOCK_RESOURCE = 7301
+LOCK_RESOURCE = 7301  # also taken by the booking context function (migration 0006)
 LOCK_QUOTA = 7302
 
 DEFAULT_CHANNEL_RULES: dict[str, tuple[int, int]] = {
@@ -181,13 +181,13 @@ class BookingContext:
 def booking_context(
     request: BookingRequest, start: datetime.datetime, occupied_until: datetime.datetime
 ) -> BookingContext:
-    """Read the channel rule, the plan-cache version, the breaks of the named resources over
-    [start, occupied_until), whether the organization has active quotas, and the 'booked'
-    status, in one round trip.
+    """Take the advisory locks of the resources the request names, then read the channel rule,
+    the plan-cache version, the breaks of those resources over [start, occupied_until),
+    whether the organization has active quotas, and the 'booked' status: one round trip.
 
-    Call inside the booking transaction after the named resources' advisory locks: under READ
-    COMMITTED each statement sees what was committed before it began, so a statement after the
-    lock sees every change committed by the booking that held it.
+    Call inside the booking transaction. The function (migration 0006) is VOLATILE, so its read
+    takes a fresh snapshot after the locks and sees every change committed by the booking or
+    the schedule change that held them.
     """
     resource_ids = sorted(
         {r.pk for r in (request.doctor, request.room, *request.equipment) if r is not None}
@@ -976,7 +976,6 @@ _RELATION_FIELDS = [
 
 
 def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appointment:
-    held = set(_lock_candidates(request))
     context = None
     if request.services:
         try:
@@ -984,7 +983,12 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
         except SchedulingError:
             pass  # plan_booking raises it in its own order of checks
         else:
+            # Takes the named resources' locks itself, in the same round trip.
             context = booking_context(request, start, occupied_until)
+    if context is None:
+        held = set(_lock_candidates(request))
+    else:
+        held = set(_lock_keys(r for r in (request.doctor, request.room, *request.equipment) if r))
     plan = plan_booking(request, context=context)
     quotas = _quotas_for(request, plan, context)
     advisory_lock(key for key in _lock_keys(plan.resources, quotas) if key not in held)

@@ -405,8 +405,8 @@ def booking_transaction_script(
     """A pgbench script doing in the database what ``appointment_book`` does for one booking.
 
     The statements are the ones Django sends for a warm desk booking of one 30-minute service of
-    a named doctor, six in all: the policy's branch check, then in one transaction (BEGIN ...
-    COMMIT) the advisory lock of the doctor; one read of the booking context (channel rule,
+    a named doctor, five in all: the policy's branch check, then in one transaction (BEGIN ...
+    COMMIT) the advisory lock of the doctor with one read of the booking context (channel rule,
     version of the cached working-time plans, the doctor's breaks, whether any quota is active,
     the 'booked' status: ``BOOKING_CONTEXT_SQL``, a PL/pgSQL function's call); and the
     appointment (with its history trigger), its service line and its occupancy under the
@@ -467,7 +467,6 @@ SELECT 1 AS a FROM core_branch
   WHERE core_staff_branches.staff_id = {template.staff_id} AND core_branch.id = {template.branch_id}
   LIMIT 1;
 BEGIN;
-SELECT pg_advisory_xact_lock({LOCK_RESOURCE}, :doctor);
 {context_sql};
 {write_sql};
 COMMIT;

@@ -6,10 +6,10 @@
    whole clinic, so the hot-spot rate is at least half the spread rate.
 3. Booking against ``pgbench -N``, same client count, same server, same run, two figures:
    (a) the database side of a booking, driven by pgbench itself with a script of the statements
-       ``appointment_book`` sends (policy check, advisory lock, the booking context read by a
-       PL/pgSQL function whose plan is prepared once per connection, and the appointment with
-       its history trigger, service line and occupancy under the exclusion constraint in one
-       statement), with every counted transaction's rows present and no overlapping
+       ``appointment_book`` sends (policy check; the doctor's advisory lock and the booking
+       context in one call of a PL/pgSQL function whose plans are prepared once per
+       connection; and the appointment with its history trigger, service line and occupancy
+       under the exclusion constraint in one statement), with every counted transaction's rows present and no overlapping
        occupancies afterwards. The two alternate in rounds after a warm-up, so a neighbour's
        load weighs on both alike; ``pgbench -N`` waits on the disk's flushes, which vary a lot
        on these machines, so the ratio of a round swings (0.23-0.68 seen; 0.28-0.35 over three

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from scheduling.availability import free_slots
 from scheduling.models import BookingChannel, ExceptionKind, ScheduleException, WorkSchedule
 from scheduling.plan_cache import _event_tables, plan_cache
-from scheduling.services import BookingRequest, booking_context
+from scheduling.services import LOCK_RESOURCE, BookingRequest, booking_context
 from tests.core.factories import BranchFactory, SpecialtyFactory
 
 from .factories import doctor, local, service_for, tomorrow, works
@@ -88,6 +88,7 @@ def test_the_booking_context_reads_the_same_version_as_the_cache(setup):
     with connection.cursor() as cursor:
         cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'scheduling_booking_context'")
         (source,) = cursor.fetchone()
+    assert f"pg_advisory_xact_lock({LOCK_RESOURCE}, locked.id::integer)" in source
     read = [
         line.split(" FROM ")[1].rstrip("),")
         for line in source.splitlines()
