@@ -9,13 +9,13 @@
        ``appointment_book`` sends (policy check; the doctor's advisory lock and the booking
        context in one call of a PL/pgSQL function whose plans are prepared once per
        connection; and the appointment with its history trigger, service line and occupancy
-       under the exclusion constraint in one statement), with every counted transaction's rows present and no overlapping
-       occupancies afterwards. The two alternate in rounds after a warm-up, so a neighbour's
-       load weighs on both alike; ``pgbench -N`` waits on the disk's flushes, which vary a lot
-       on these machines, so the ratio of a round swings (0.23-0.68 seen; 0.28-0.35 over three
-       rounds; 0.14 before the booking tables lost the indexes nothing reads and the context
-       its per-booking planning). The target is 0.25 and the line says whether it was met;
-       the assertion is a floor of 0.18, below the noise;
+       under the exclusion constraint in one statement), with every counted transaction's
+       rows present and no overlapping occupancies afterwards. The two alternate in rounds
+       after a warm-up, so a neighbour's load weighs on both alike; ``pgbench -N`` waits on the
+       disk's flushes, which vary a lot on these machines, so a round's ratio swings (0.23-0.68
+       seen; 0.25-0.35 over three rounds; 0.14 before the booking tables lost the indexes
+       nothing reads and the context its per-booking planning). The target is 0.25 and the
+       line says whether it was met; the assertion is a floor of 0.18, below the noise;
    (b) end-to-end HTTP bookings per second, latency and query counts: printed with their ratio
        to ``pgbench -N``, asserted only to be non-zero with no 5xx (Python per request on two
        cores is tens of times a C client's cost).
