@@ -20,7 +20,7 @@ from scheduling.models import PayerKind
 
 from .lookup_params import lookup_params_from
 from .policies import can_look_up_prices
-from .selectors import PRICE_LOOKUP_LIMIT, price_lookup
+from .selectors import PRICE_LOOKUP_LIMIT
 
 
 class CanLookUpPrices(BasePermission):
@@ -71,15 +71,7 @@ class PriceLookupView(APIView):
     )
     def get(self, request: Request) -> Response:
         params = lookup_params_from(actor=request.user, data=request.query_params)
-        rows = price_lookup(
-            actor=request.user,
-            branch=params.branch,
-            query=params.query,
-            group_id=params.group.pk if params.group else None,
-            payer_kind=params.payer_kind,
-            contract=params.contract,
-            on_date=params.on_date,
-        )
+        rows = params.rows(request.user)
         body = {
             "date": params.on_date,
             "payer": params.payer_kind,

@@ -26,7 +26,7 @@ from scheduling.models import PayerKind
 
 from .errors import BillingError
 from .models import Contract, ServiceGroup
-from .selectors import contract_list, service_group_list
+from .selectors import PriceRow, contract_list, price_lookup, service_group_list
 
 QUERY_MAX_LENGTH = 100
 
@@ -41,6 +41,18 @@ class LookupParams:
     payer_kind: str
     contract: Contract | None
     on_date: datetime.date
+
+    def rows(self, actor: Any) -> list[PriceRow]:
+        """The lookup's rows for these parameters (the page and the API show the same)."""
+        return price_lookup(
+            actor=actor,
+            branch=self.branch,
+            query=self.query,
+            group_id=self.group.pk if self.group else None,
+            payer_kind=self.payer_kind,
+            contract=self.contract,
+            on_date=self.on_date,
+        )
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:

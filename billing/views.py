@@ -16,7 +16,7 @@ from patients.views import requires
 from .errors import BillingError
 from .lookup_params import lookup_params_from
 from .policies import can_look_up_prices
-from .selectors import PRICE_LOOKUP_LIMIT, price_lookup
+from .selectors import PRICE_LOOKUP_LIMIT
 
 TEMPLATE = "billing/_price_lookup.html"
 
@@ -30,15 +30,7 @@ def price_lookup_fragment(request: HttpRequest) -> HttpResponse:
     except BillingError as error:
         context = {"error": error.message, "error_field": error.field}
         return render(request, TEMPLATE, context, status=400)
-    rows = price_lookup(
-        actor=request.user,
-        branch=params.branch,
-        query=params.query,
-        group_id=params.group.pk if params.group else None,
-        payer_kind=params.payer_kind,
-        contract=params.contract,
-        on_date=params.on_date,
-    )
+    rows = params.rows(request.user)
     context = {
         "params": params,
         "rows": rows,

@@ -31,6 +31,7 @@ from patients.dedup import PersonFacts, duplicate_candidates
 from patients.models import Person
 from patients.normalizers import normalize_phone, search_key
 from patients.search import person_search
+from patients.selectors import person_list
 from patients.views import person_rows, requires
 from scheduling import holds
 from scheduling.errors import SchedulingError, SlotConflict
@@ -131,7 +132,7 @@ def _services_of(doctor: Resource) -> QuerySet[Service]:
 
 
 def _slot_context(
-    request: HttpRequest, doctor: Resource, starts_at: datetime.datetime, form: BookingForm
+    doctor: Resource, starts_at: datetime.datetime, form: BookingForm
 ) -> dict[str, Any]:
     zone = zoneinfo.ZoneInfo(doctor.branch.time_zone)
     return {
@@ -150,6 +151,15 @@ def _waitlist_entry(request: HttpRequest, raw: str) -> WaitlistEntry | None:
         return waitlist_entry_get_for_actor(actor=request.user, public_id=uuid.UUID(raw))
     except ValueError:
         raise Http404(_("Unknown waitlist entry “%(value)s”.") % {"value": raw}) from None
+
+
+def patient_for(actor: Any, public_id: Any, organization_id: int) -> Person | None:
+    """A living patient of the actor's organizations, in the given one, by public id."""
+    return (
+        person_list(actor=actor)
+        .filter(public_id=public_id, organization_id=organization_id)
+        .first()
+    )
 
 
 def _error_status(error: SchedulingError) -> int:
@@ -173,7 +183,7 @@ def slot_form(request: HttpRequest) -> HttpResponse:
         starts_at = _moment(request.GET.get("starts", ""), zone, "starts_at")
     except SchedulingError as error:
         return render(request, "desk/_dialog_error.html", {"error": error}, status=400)
-    context = _slot_context(request, doctor, starts_at, form)
+    context = _slot_context(doctor, starts_at, form)
     context["entry"] = entry
     try:
         holds.slot_hold(
@@ -204,7 +214,7 @@ def slot_book(request: HttpRequest) -> HttpResponse:
         starts_at = _moment(request.POST.get("starts", ""), zone, "starts_at")
     except SchedulingError as error:
         return render(request, "desk/_dialog_error.html", {"error": error}, status=400)
-    context = _slot_context(request, doctor, starts_at, form)
+    context = _slot_context(doctor, starts_at, form)
     entry = _waitlist_entry(request, request.POST.get("waitlist", ""))
     context["entry"] = entry
     if not form.is_valid():
@@ -213,11 +223,7 @@ def slot_book(request: HttpRequest) -> HttpResponse:
     patient = None
     primary = None
     if data["patient"]:
-        patient = Person.objects.filter(
-            public_id=data["patient"],
-            organization_id=doctor.organization_id,
-            merged_into__isnull=True,
-        ).first()
+        patient = patient_for(request.user, data["patient"], doctor.organization_id)
         if patient is None:
             form.add_error(None, _("Unknown patient “%(value)s”.") % {"value": data["patient"]})
             return render(request, "desk/_booking_form.html", context, status=400)
@@ -428,7 +434,6 @@ def appointment_cancel_view(request: HttpRequest, public_id: uuid.UUID) -> HttpR
 
 def _target(request: HttpRequest, appointment: Appointment, form: MoveForm | CopyForm) -> Any:
     """The doctor and start a move, copy or restore asks for (the doctor of the same branch)."""
-    zone = zoneinfo.ZoneInfo(appointment.branch.time_zone)
     data = form.cleaned_data
     doctor = None
     if data.get("doctor"):
@@ -444,12 +449,9 @@ def _target(request: HttpRequest, appointment: Appointment, form: MoveForm | Cop
                 _("Unknown doctor “%(value)s”.") % {"value": data["doctor"]},
                 field="doctor",
             )
+    # Aware already: the form was read with the branch's zone active (_valid_in_branch_time).
     starts_at = data.get("starts_at")
-    if starts_at is not None and timezone.is_naive(starts_at):
-        starts_at = starts_at.replace(tzinfo=zone)
-    if starts_at is not None:
-        starts_at = starts_at.astimezone(datetime.UTC)
-    return doctor, starts_at
+    return doctor, starts_at.astimezone(datetime.UTC) if starts_at is not None else None
 
 
 def _valid_in_branch_time(form: MoveForm | CopyForm, appointment: Appointment) -> bool:

@@ -13,7 +13,6 @@ communication status.
 from __future__ import annotations
 
 import datetime
-import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
@@ -308,10 +307,6 @@ def _call_row(appointment: Appointment) -> CallRow:
     )
 
 
-def _zone(branch: Branch) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(branch.time_zone)
-
-
 def _call_list_context(request: HttpRequest, query: QueryDict) -> tuple[dict[str, Any], list[str]]:
     branches = list(branch_list(actor=request.user).order_by("name"))
     problems: list[str] = []
@@ -323,7 +318,7 @@ def _call_list_context(request: HttpRequest, query: QueryDict) -> tuple[dict[str
             problems.append(_("Unknown branch “%(value)s”.") % {"value": raw_branch})
     day: datetime.date | None = None
     if branch is not None:
-        day = timezone.localtime(timezone=_zone(branch)).date() + datetime.timedelta(days=1)
+        day = timezone.localtime(timezone=branch.zone).date() + datetime.timedelta(days=1)
     raw_day = query.get("date", "")
     if raw_day:
         try:

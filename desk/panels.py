@@ -14,7 +14,6 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from clinic.core.models import Branch
-from patients.models import Person
 from patients.views import requires
 from scheduling.errors import SchedulingError
 from scheduling.models import (
@@ -32,7 +31,7 @@ from scheduling.waitlist import (
     waitlist_list,
 )
 
-from .booking_views import CHANGED, may_book
+from .booking_views import CHANGED, may_book, patient_for
 from .selectors import grid_branches
 
 PANEL_LIMIT = 50
@@ -95,11 +94,7 @@ def waitlist_add_view(request: HttpRequest) -> HttpResponse:
     status = 400
     if form.is_valid():
         data = form.cleaned_data
-        patient = Person.objects.filter(
-            public_id=data["patient"],
-            organization_id=branch.organization_id,
-            merged_into__isnull=True,
-        ).first()
+        patient = patient_for(request.user, data["patient"], branch.organization_id)
         if patient is None:
             form.add_error(None, _("Unknown patient “%(value)s”.") % {"value": data["patient"]})
         else:

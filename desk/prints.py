@@ -12,7 +12,6 @@ actor's own organization that the actor does not work in is refused (403).
 from __future__ import annotations
 
 import datetime
-import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,6 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.template.loader import render_to_string
 
-from clinic.core.models import Branch
 from clinic.core.selectors import branch_list, organization_list
 from patients.models import PHONE_KINDS, CardStatus, Contact, MedicalCard, Person
 from patients.selectors import card_types_for_actor
@@ -53,7 +51,7 @@ def public_id_short(appointment: Appointment) -> str:
 
 def local_date(appointment: Appointment) -> datetime.date:
     """The date of the appointment in its branch's time zone (the date the patient comes)."""
-    return appointment.starts_at.astimezone(_zone(appointment.branch)).date()
+    return appointment.starts_at.astimezone(appointment.branch.zone).date()
 
 
 def _print(html: str) -> bytes:
@@ -67,10 +65,6 @@ def _in_branch(actor: Any, branch_id: int) -> bool:
     # ``scheduling.policies`` keeps the branch-membership rule private; it is the one rule the
     # schedule uses, so the printouts reuse it instead of restating it.
     return policies._in_branch(actor, branch_id)
-
-
-def _zone(branch: Branch) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(branch.time_zone)
 
 
 def _room_label(appointment: Appointment) -> str:
@@ -131,7 +125,7 @@ def appointment_slip_html(*, actor: Any, appointment: Appointment) -> str:
         .get()
     )
     branch = appointment.branch
-    zone = _zone(branch)
+    zone = branch.zone
     context = {
         "organization": branch.organization.short_name or branch.organization.name,
         "branch": branch.name,
@@ -247,7 +241,7 @@ def day_list_appointments(*, actor: Any, doctor: Resource, day: datetime.date) -
 
 
 def _row(appointment: Appointment, day: datetime.date) -> DayListRow:
-    zone = _zone(appointment.branch)
+    zone = appointment.branch.zone
     patient: Person | None = appointment.patient
     if patient is not None:
         age = patient.age_on(day)

@@ -180,7 +180,6 @@ def phone_of(appointment: Appointment) -> str:
 
 def grid_build(
     *,
-    actor: Any,
     branch: Branch,
     day: datetime.date,
     view: str = "day",
@@ -191,7 +190,6 @@ def grid_build(
 ) -> Grid:
     """The grid of ``resources`` (already scoped to ``branch``) from ``day`` for the view's
     number of days. The actor must work in the branch (checked by the caller's policy)."""
-    del actor  # scoping is the caller's: the resources come from ``grid_resources``
     zone = zoneinfo.ZoneInfo(branch.time_zone)
     days = [day + datetime.timedelta(days=n) for n in range(VIEW_DAYS.get(view, 1))]
     ids = [resource.pk for resource in resources]

@@ -8,7 +8,6 @@ in a message and the grid falls back to its default for that field.
 from __future__ import annotations
 
 import datetime
-import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +18,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from clinic.core.models import Branch, Specialty
-from clinic.core.policies import has_capability
-from clinic.core.roles import Capability
 from patients.views import requires
 from scheduling.models import AppointmentStatus, Resource, ResourceKind, Service
 from scheduling.policies import can_book
 
 from . import selectors
-from .booking_views import hold_token
+from .booking_views import hold_token, may_book
 
 KIND_LABELS = {
     ResourceKind.DOCTOR: gettext_lazy("Doctors"),
@@ -39,10 +36,6 @@ VIEW_LABELS = {
     "three_days": gettext_lazy("3 days"),
     "week": gettext_lazy("Week"),
 }
-
-
-def _may_use_grid(user: Any) -> bool:
-    return has_capability(user, Capability.BOOK_APPOINTMENT)
 
 
 @dataclass
@@ -72,7 +65,7 @@ def _grid_query(request: HttpRequest, branches: list[Branch]) -> GridQuery:
             branch = branches[0] if branches else None
     today = timezone.localdate()
     if branch is not None:
-        today = timezone.localtime(timezone=_zone(branch)).date()
+        today = timezone.localtime(timezone=branch.zone).date()
     day = today
     raw_day = request.GET.get("date", "")
     if raw_day:
@@ -111,10 +104,6 @@ def _grid_query(request: HttpRequest, branches: list[Branch]) -> GridQuery:
     )
 
 
-def _zone(branch: Branch) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(branch.time_zone)
-
-
 def _int_or_none(raw: str, name: str, errors: list[str]) -> int | None:
     if not raw:
         return None
@@ -146,7 +135,6 @@ def _grid_context(request: HttpRequest) -> dict[str, Any]:
         resource_ids=query.doctor_ids,
     )
     context["grid"] = selectors.grid_build(
-        actor=request.user,
         branch=branch,
         day=query.day,
         view=query.view,
@@ -159,7 +147,7 @@ def _grid_context(request: HttpRequest) -> dict[str, Any]:
     days = selectors.VIEW_DAYS[query.view]
     context["previous_day"] = query.day - datetime.timedelta(days=days)
     context["next_day"] = query.day + datetime.timedelta(days=days)
-    context["today"] = timezone.localtime(timezone=_zone(branch)).date()
+    context["today"] = timezone.localtime(timezone=branch.zone).date()
     context["now"] = timezone.now()
     return context
 
@@ -182,7 +170,7 @@ def _toolbar_choices(branch: Branch | None, kind: str) -> dict[str, Any]:
     }
 
 
-@requires(_may_use_grid)
+@requires(may_book)
 def grid_page(request: HttpRequest) -> HttpResponse:
     """The schedule grid with its toolbar: what the desk keeps open all day."""
     context = _grid_context(request)
@@ -195,7 +183,7 @@ def grid_page(request: HttpRequest) -> HttpResponse:
     return render(request, "desk/grid.html", context, status=status)
 
 
-@requires(_may_use_grid)
+@requires(may_book)
 def grid_fragment(request: HttpRequest) -> HttpResponse:
     """The grid alone, for htmx to swap in when the date, view or a filter changes."""
     context = _grid_context(request)

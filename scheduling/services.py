@@ -189,9 +189,7 @@ def booking_context(
     takes a fresh snapshot after the locks and sees every change committed by the booking or
     the schedule change that held them.
     """
-    resource_ids = sorted(
-        {r.pk for r in (request.doctor, request.room, *request.equipment) if r is not None}
-    )
+    resource_ids = sorted({r.pk for r in _named_resources(request)})
     with connection.cursor() as cursor:
         cursor.execute(
             BOOKING_CONTEXT_SQL,
@@ -961,11 +959,15 @@ def _lock_keys(
     return [(LOCK_RESOURCE, r.pk) for r in resources] + [(LOCK_QUOTA, q.pk) for q in quotas]
 
 
+def _named_resources(request: BookingRequest) -> list[Resource]:
+    """The resources the request names itself (the others are chosen by ``plan_booking``)."""
+    return [r for r in (request.doctor, request.room, *request.equipment) if r is not None]
+
+
 def _lock_candidates(request: BookingRequest) -> list[tuple[int, int]]:
     """Lock the resources the request names before any check (the rest are locked once chosen);
     returns the keys locked."""
-    named = [r for r in (request.doctor, request.room, *request.equipment) if r is not None]
-    keys = _lock_keys(named)
+    keys = _lock_keys(_named_resources(request))
     advisory_lock(keys)
     return keys
 
@@ -988,7 +990,7 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
     if context is None:
         held = set(_lock_candidates(request))
     else:
-        held = set(_lock_keys(r for r in (request.doctor, request.room, *request.equipment) if r))
+        held = set(_lock_keys(_named_resources(request)))
     plan = plan_booking(request, context=context)
     quotas = _quotas_for(request, plan, context)
     advisory_lock(key for key in _lock_keys(plan.resources, quotas) if key not in held)

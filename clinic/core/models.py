@@ -133,6 +133,11 @@ class Branch(TimeStampedModel):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The branch's time zone: its schedules, grids and printouts are in local time."""
+        return zoneinfo.ZoneInfo(self.time_zone)
+
 
 @track_history()
 class Department(TimeStampedModel):
