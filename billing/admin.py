@@ -102,6 +102,6 @@ class ContractAdmin(BillingReferenceAdmin):
         "is_active",
     )
     list_filter = ("is_active", "payer_kind", "organization")
-    search_fields = ("number", "name", "counterparty_name")
-    list_select_related = ("organization", "price_list")
+    search_fields = ("number", "name", "counterparty__name")
+    list_select_related = ("organization", "price_list", "counterparty", "patient")
     autocomplete_fields = ("price_list",)

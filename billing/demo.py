@@ -18,7 +18,16 @@ from clinic.accounts.models import User
 from clinic.core.models import Branch, Organization
 from scheduling.models import PayerKind, Service
 
-from .models import Contract, Price, PriceList, ServiceBilling, ServiceGroup, TaxMode
+from .models import (
+    Contract,
+    Counterparty,
+    CounterpartyKind,
+    Price,
+    PriceList,
+    ServiceBilling,
+    ServiceGroup,
+    TaxMode,
+)
 
 VISITS_GROUP = "Приёмы врачей"
 DIAGNOSTICS_GROUP = "Диагностика"
@@ -113,13 +122,24 @@ def load_demo(organization: Organization, branch: Branch) -> bool:
     for code, _group, _amount, dms_amount in PRICES:
         if dms_amount is not None:
             price(dms_list, code, dms_amount)
+    insurer = Counterparty(
+        organization=organization,
+        kind=CounterpartyKind.DMS_INSURER,
+        name="АО «Страховое общество газовой промышленности»",
+        inn="7736035485",
+        kpp="770501001",
+        address="107078, г. Москва, пр-т Академика Сахарова, д. 10",
+        created_by=author,
+    )
+    _saved(insurer)
     _saved(
         Contract(
             organization=organization,
             number=f"ДМС-{year_start.year}/017",
             name="Договор ДМС на медицинское обслуживание застрахованных",
             payer_kind=PayerKind.DMS,
-            counterparty_name="АО «Страховое общество газовой промышленности»",
+            counterparty=insurer,
+            requires_guarantee_letter=False,
             valid_from=year_start,
             price_list=dms_list,
             created_by=author,

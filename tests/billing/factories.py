@@ -7,7 +7,15 @@ from decimal import Decimal
 
 import factory
 
-from billing.models import Contract, Price, PriceList, ServiceBilling, ServiceGroup
+from billing.models import (
+    Contract,
+    Counterparty,
+    CounterpartyKind,
+    Price,
+    PriceList,
+    ServiceBilling,
+    ServiceGroup,
+)
 from scheduling.models import PayerKind
 
 LONG_AGO = datetime.date(2020, 1, 1)
@@ -53,6 +61,15 @@ class PriceFactory(factory.django.DjangoModelFactory):
     amount = Decimal("1000.00")
 
 
+class CounterpartyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Counterparty
+
+    organization = factory.SubFactory("tests.core.factories.OrganizationFactory")
+    kind = CounterpartyKind.DMS_INSURER
+    name = factory.Sequence(lambda n: f"Insurer {n} JSC")
+
+
 class ContractFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Contract
@@ -61,5 +78,7 @@ class ContractFactory(factory.django.DjangoModelFactory):
     number = factory.Sequence(lambda n: f"DMS-{n:04d}")
     name = factory.Sequence(lambda n: f"Insurance contract {n}")
     payer_kind = PayerKind.DMS
-    counterparty_name = "Insurer JSC"
+    counterparty = factory.SubFactory(
+        CounterpartyFactory, organization=factory.SelfAttribute("..organization")
+    )
     valid_from = LONG_AGO

@@ -38,13 +38,11 @@ class TaxMode(models.TextChoices):
     VAT_22 = "vat22", _("VAT 22%")
 
 
-def _valid_on(
-    valid_from: datetime.date, valid_to: datetime.date | None, day: datetime.date
-) -> bool:
+def valid_on(valid_from: datetime.date, valid_to: datetime.date | None, day: datetime.date) -> bool:
     return valid_from <= day and (valid_to is None or day <= valid_to)
 
 
-def _check_dates(valid_from: datetime.date | None, valid_to: datetime.date | None) -> None:
+def check_dates(valid_from: datetime.date | None, valid_to: datetime.date | None) -> None:
     if valid_from is not None and valid_to is not None and valid_to < valid_from:
         raise ValidationError(
             {
@@ -139,6 +137,20 @@ class ServiceBilling(TimeStampedModel):
         default=True,
         help_text=_("Untick to keep the service out of the price lookup and of new invoices."),
     )
+    lab_unavailable = models.BooleanField(
+        _("temporarily unavailable at the lab"),
+        default=False,
+        help_text=_(
+            "Tick while the external lab cannot perform the service: the desk and the POS "
+            "refuse to sell it."
+        ),
+    )
+    lab_unavailable_note = models.CharField(
+        _("unavailability note"),
+        max_length=200,
+        blank=True,
+        help_text=_("Shown to the registrar and the cashier, e.g. until when."),
+    )
 
     class Meta:
         verbose_name = _("service billing settings")
@@ -208,10 +220,10 @@ class PriceList(TimeStampedModel):
         return self.name
 
     def is_valid_on(self, day: datetime.date) -> bool:
-        return self.is_active and _valid_on(self.valid_from, self.valid_to, day)
+        return self.is_active and valid_on(self.valid_from, self.valid_to, day)
 
     def clean(self) -> None:
-        _check_dates(self.valid_from, self.valid_to)
+        check_dates(self.valid_from, self.valid_to)
         if (
             self.branch is not None
             and self.organization_id
@@ -264,70 +276,43 @@ class Price(TimeStampedModel):
             )
 
 
-@track_history()
-class Contract(TimeStampedModel):
-    """An agreement with a payer other than the patient: an insurer (DMS, OMS) or a company.
+class ServiceBundleItem(models.Model):
+    """A part of a complex service ("check-up" = visit + tests + ultrasound).
 
-    While it is valid, visits under it are priced by its own price list (when it has one).
+    The bundle is sold as one line at its own price; its composition is what the act of
+    services rendered lists and what the performers are paid for.
     """
 
-    organization = models.ForeignKey(
-        Organization, verbose_name=_("organization"), on_delete=models.PROTECT, related_name="+"
+    bundle = models.ForeignKey(
+        Service, verbose_name=_("complex service"), on_delete=models.CASCADE, related_name="+"
     )
-    number = models.CharField(_("number"), max_length=60)
-    name = models.CharField(_("name"), max_length=300)
-    payer_kind = models.CharField(_("payer"), max_length=16, choices=PayerKind.choices)
-    counterparty_name = models.CharField(
-        _("counterparty"),
-        max_length=300,
-        help_text=_("The legal entity or insurer the contract is signed with."),
+    component = models.ForeignKey(
+        Service, verbose_name=_("included service"), on_delete=models.PROTECT, related_name="+"
     )
-    valid_from = models.DateField(_("valid from"))
-    valid_to = models.DateField(
-        _("valid to"), null=True, blank=True, help_text=_("Empty: until further notice.")
-    )
-    price_list = models.ForeignKey(
-        PriceList,
-        verbose_name=_("price list"),
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="contracts",
-        help_text=_("Empty: the organization's price list of the payer kind applies."),
-    )
-    is_active = models.BooleanField(_("active"), default=True)
+    quantity = models.PositiveSmallIntegerField(_("quantity"), default=1)
 
     class Meta:
-        verbose_name = _("contract")
-        verbose_name_plural = _("contracts")
-        ordering = ["-valid_from", "number"]
+        verbose_name = _("complex service item")
+        verbose_name_plural = _("complex service items")
+        ordering = ["bundle", "component__code"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "number"], name="billing_contract_number_per_org"
+                fields=["bundle", "component"], name="billing_bundle_component_once"
             ),
             models.CheckConstraint(
-                condition=Q(valid_to__isnull=True) | Q(valid_to__gte=F("valid_from")),
-                name="billing_contract_dates_in_order",
+                condition=~Q(bundle=F("component")), name="billing_bundle_not_own_component"
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.number} {self.name}"
-
-    def is_valid_on(self, day: datetime.date) -> bool:
-        return self.is_active and _valid_on(self.valid_from, self.valid_to, day)
+        return f"{self.bundle_id} ⊃ {self.component_id} × {self.quantity}"
 
     def clean(self) -> None:
-        _check_dates(self.valid_from, self.valid_to)
-        if self.price_list is not None and self.organization_id:
-            if self.price_list.organization_id != self.organization_id:
-                raise ValidationError(
-                    {"price_list": _("The price list belongs to another organization.")}
-                )
-            if self.payer_kind and self.price_list.payer_kind != self.payer_kind:
-                raise ValidationError(
-                    {
-                        "price_list": _("The price list is for another payer (%(value)s).")
-                        % {"value": self.price_list.get_payer_kind_display()}
-                    }
-                )
+        if (
+            self.bundle_id
+            and self.component_id
+            and self.bundle.organization_id != self.component.organization_id
+        ):
+            raise ValidationError(
+                {"component": _("The service belongs to another organization than the bundle.")}
+            )
