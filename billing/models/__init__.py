@@ -13,6 +13,8 @@ from .cash import (
     ShiftState,
 )
 from .catalogue import (
+    DocumentKind,
+    DocumentTemplate,
     Price,
     PriceList,
     ServiceBilling,
@@ -23,7 +25,6 @@ from .catalogue import (
     valid_on,
 )
 from .contracts import (
-    MONEY,
     AdjustmentKind,
     AdjustmentMethod,
     Contract,
@@ -47,7 +48,6 @@ from .documents import (
 )
 
 __all__ = [
-    "MONEY",
     "AdjustmentKind",
     "AdjustmentMethod",
     "CashMovement",
@@ -60,6 +60,8 @@ __all__ = [
     "Counterparty",
     "CounterpartyKind",
     "DiscountRule",
+    "DocumentKind",
+    "DocumentTemplate",
     "FiscalDriverKind",
     "FiscalOperationKind",
     "FiscalReceipt",

@@ -21,7 +21,6 @@ from clinic.audit.history import track_history
 from clinic.core.models import Branch, Organization, TimeStampedModel
 from clinic.outbox.models import OutboxMessage
 
-from .contracts import MONEY
 from .documents import Payment
 
 
@@ -113,7 +112,9 @@ class CashShift(TimeStampedModel):
         _("state"), max_length=8, choices=ShiftState.choices, default=ShiftState.OPEN
     )
     opened_at = models.DateTimeField(_("opened at"))
-    opening_cash = models.DecimalField(_("cash at opening"), **MONEY, default=Decimal("0"))
+    opening_cash = models.DecimalField(
+        _("cash at opening"), max_digits=12, decimal_places=2, default=Decimal("0")
+    )
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     closed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -165,7 +166,7 @@ class CashMovement(TimeStampedModel):
         CashShift, verbose_name=_("cash shift"), on_delete=models.PROTECT, related_name="movements"
     )
     kind = models.CharField(_("kind"), max_length=8, choices=CashMovementKind.choices)
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     reason = models.CharField(_("reason"), max_length=300, blank=True)
     posted_at = models.DateTimeField(_("posted at"))
     posted_by = models.ForeignKey(

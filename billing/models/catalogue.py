@@ -316,3 +316,46 @@ class ServiceBundleItem(models.Model):
             raise ValidationError(
                 {"component": _("The service belongs to another organization than the bundle.")}
             )
+
+
+class DocumentKind(models.TextChoices):
+    PAID_SERVICES_CONTRACT = "paid_services_contract", _("Contract for paid medical services")
+    INVOICE = "invoice", _("Invoice")
+    ACT = "act", _("Act of services rendered")
+    TAX_CERTIFICATE = "tax_certificate", _("Certificate of payment for the tax deduction")
+    RECEIPT_COPY = "receipt_copy", _("Receipt copy")
+    CASH_BOOK = "cash_book", _("Cash book sheet")
+
+
+@track_history()
+class DocumentTemplate(TimeStampedModel):
+    """An organization's own wording of a printed document (a Django template in HTML).
+
+    Without one the shipped template of the kind is used; the admin shows it as the starting
+    point, so a clinic edits its contract's text without touching the code.
+    """
+
+    organization = models.ForeignKey(
+        Organization, verbose_name=_("organization"), on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(_("document"), max_length=32, choices=DocumentKind.choices)
+    body = models.TextField(
+        _("template"),
+        help_text=_("HTML with Django template tags; the shipped template lists the fields."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("document template")
+        verbose_name_plural = _("document templates")
+        ordering = ["organization", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "kind"],
+                condition=Q(is_active=True),
+                name="billing_documenttemplate_one_active_per_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.get_kind_display()

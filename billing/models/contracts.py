@@ -25,8 +25,6 @@ from scheduling.models import PayerKind, Service
 
 from .catalogue import PriceList, ServiceGroup, check_dates, valid_on
 
-MONEY = {"max_digits": 12, "decimal_places": 2}
-
 
 class CounterpartyKind(models.TextChoices):
     COMPANY = "company", _("Company (corporate client)")
@@ -218,7 +216,10 @@ class ContractPayment(models.Model):
     )
     due_on = models.DateField(_("due on"))
     amount = models.DecimalField(
-        _("amount"), **MONEY, validators=[MinValueValidator(Decimal("0.01"))]
+        _("amount"),
+        max_digits=12,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0.01"))],
     )
     note = models.CharField(_("note"), max_length=200, blank=True)
 
@@ -253,7 +254,10 @@ class GuaranteeLetter(TimeStampedModel):
     valid_from = models.DateField(_("valid from"))
     valid_to = models.DateField(_("valid to"))
     limit_amount = models.DecimalField(
-        _("coverage limit"), **MONEY, validators=[MinValueValidator(Decimal("0.01"))]
+        _("coverage limit"),
+        max_digits=12,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0.01"))],
     )
     services = models.ManyToManyField(
         Service,
@@ -322,10 +326,13 @@ class DiscountRule(TimeStampedModel):
         choices=AdjustmentMethod.choices,
         default=AdjustmentMethod.PERCENT,
     )
-    value = models.DecimalField(_("value"), **MONEY, validators=[MinValueValidator(Decimal("0"))])
+    value = models.DecimalField(
+        _("value"), max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
     max_value = models.DecimalField(
         _("largest value staff may set"),
-        **MONEY,
+        max_digits=12,
+        decimal_places=2,
         null=True,
         blank=True,
         help_text=_("Manual rules only; empty: staff apply the value as it is."),

@@ -25,7 +25,7 @@ from patients.models import Person
 from scheduling.models import Appointment, PayerKind, Resource, Service
 
 from .catalogue import TaxMode
-from .contracts import MONEY, Contract, DiscountRule, GuaranteeLetter
+from .contracts import Contract, DiscountRule, GuaranteeLetter
 
 
 class InvoiceState(models.TextChoices):
@@ -77,17 +77,11 @@ class Invoice(TimeStampedModel):
     state = models.CharField(
         _("state"), max_length=12, choices=InvoiceState.choices, default=InvoiceState.DRAFT
     )
-    total = models.DecimalField(_("total"), **MONEY, default=Decimal("0"))
-    discount_total = models.DecimalField(_("discounts"), **MONEY, default=Decimal("0"))
-    note = models.CharField(_("note"), max_length=500, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("created by"),
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
+    total = models.DecimalField(_("total"), max_digits=12, decimal_places=2, default=Decimal("0"))
+    discount_total = models.DecimalField(
+        _("discounts"), max_digits=12, decimal_places=2, default=Decimal("0")
     )
+    note = models.CharField(_("note"), max_length=500, blank=True)
     posted_at = models.DateTimeField(_("posted at"), null=True, blank=True)
     posted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -178,7 +172,7 @@ class InvoiceLine(models.Model):
     )
     quantity = models.PositiveSmallIntegerField(_("quantity"), default=1)
     unit_price = models.DecimalField(
-        _("price"), **MONEY, validators=[MinValueValidator(Decimal("0"))]
+        _("price"), max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
     )
     adjustment_rule = models.ForeignKey(
         DiscountRule,
@@ -190,11 +184,12 @@ class InvoiceLine(models.Model):
     )
     adjustment = models.DecimalField(
         _("discount (−) or markup (+)"),
-        **MONEY,
+        max_digits=12,
+        decimal_places=2,
         default=Decimal("0"),
         help_text=_("Added to price × quantity; a discount is negative."),
     )
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     tax_mode = models.CharField(
         _("tax mode"), max_length=8, choices=TaxMode.choices, default=TaxMode.NO_VAT
     )
@@ -279,7 +274,7 @@ class Payment(TimeStampedModel):
         related_name="payments",
         help_text=_("Empty for an online payment, which no cash desk takes."),
     )
-    total = models.DecimalField(_("total"), **MONEY)
+    total = models.DecimalField(_("total"), max_digits=12, decimal_places=2)
     corrects = models.ForeignKey(
         "self",
         verbose_name=_("corrects"),
@@ -350,7 +345,7 @@ class PaymentPart(models.Model):
         Payment, verbose_name=_("payment"), on_delete=models.PROTECT, related_name="parts"
     )
     method = models.CharField(_("method"), max_length=8, choices=PaymentMethod.choices)
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     card_rrn = models.CharField(
         _("terminal reference (RRN)"), max_length=32, blank=True, help_text=_("Card payments.")
     )
@@ -385,7 +380,7 @@ class PaymentAllocation(models.Model):
         on_delete=models.PROTECT,
         related_name="allocations",
     )
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
 
     class Meta:
         verbose_name = _("payment allocation")
@@ -419,8 +414,10 @@ class PatientAccount(models.Model):
     patient = models.ForeignKey(
         Person, verbose_name=_("patient"), on_delete=models.PROTECT, related_name="+"
     )
-    debt = models.DecimalField(_("debt"), **MONEY, default=Decimal("0"))
-    advance = models.DecimalField(_("advance"), **MONEY, default=Decimal("0"))
+    debt = models.DecimalField(_("debt"), max_digits=12, decimal_places=2, default=Decimal("0"))
+    advance = models.DecimalField(
+        _("advance"), max_digits=12, decimal_places=2, default=Decimal("0")
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:

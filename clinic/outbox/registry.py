@@ -23,17 +23,39 @@ class PermanentDeliveryError(Exception):
 
 @dataclass(frozen=True)
 class Channel:
+    """A channel's handler and queue, and optionally its own retry policy.
+
+    ``max_attempts`` and ``backoff_max_seconds`` override the global settings for a peer that
+    must be retried often and for long (a cash register that is switched off for an hour should
+    print its receipts soon after it is back, not hours later or never).
+    """
+
     name: str
     handler: Handler
     queue: str
+    max_attempts: int | None = None
+    backoff_max_seconds: float | None = None
 
 
 _channels: dict[str, Channel] = {}
 
 
-def channel_register(name: str, handler: Handler, *, queue: str | None = None) -> Channel:
+def channel_register(
+    name: str,
+    handler: Handler,
+    *,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    backoff_max_seconds: float | None = None,
+) -> Channel:
     """Register (or replace) the handler of a channel; its relay runs on ``queue``."""
-    channel = Channel(name=name, handler=handler, queue=queue or f"outbox.{name}")
+    channel = Channel(
+        name=name,
+        handler=handler,
+        queue=queue or f"outbox.{name}",
+        max_attempts=max_attempts,
+        backoff_max_seconds=backoff_max_seconds,
+    )
     _channels[name] = channel
     return channel
 
@@ -48,3 +70,12 @@ def channel_get(name: str) -> Channel | None:
 
 def channel_names() -> list[str]:
     return sorted(_channels)
+
+
+def channel_max_attempts(name: str) -> int:
+    from django.conf import settings
+
+    channel = _channels.get(name)
+    if channel is not None and channel.max_attempts is not None:
+        return channel.max_attempts
+    return int(settings.OUTBOX_MAX_ATTEMPTS)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from clinic.core.policies import can_requeue_outbox_message
 
 from .models import OutboxAttempt, OutboxMessage, OutboxState
-from .registry import PermanentDeliveryError, channel_get
+from .registry import PermanentDeliveryError, channel_get, channel_max_attempts
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +78,16 @@ def relay_routing(channel: str) -> dict[str, Any]:
     return {"queue": registered.queue} if registered else {}
 
 
-def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> timedelta:
+def backoff_delay(
+    attempt: int, *, rng: random.Random | None = None, cap_seconds: float | None = None
+) -> timedelta:
     """Exponential backoff with jitter: a random delay in [base, base * 2**(attempt-1)].
 
     The delay never exceeds ``OUTBOX_BACKOFF_MAX_SECONDS`` (not even when the cap is configured
     below the base), and the exponent is bounded so a large attempt number cannot overflow.
     """
     base = float(settings.OUTBOX_BACKOFF_BASE_SECONDS)
-    cap = float(settings.OUTBOX_BACKOFF_MAX_SECONDS)
+    cap = float(settings.OUTBOX_BACKOFF_MAX_SECONDS if cap_seconds is None else cap_seconds)
     exponent = min(max(attempt - 1, 0), _MAX_BACKOFF_EXPONENT)
     ceiling = min(cap, base * 2**exponent)
     floor = min(base, ceiling)
@@ -127,16 +129,20 @@ def outbox_claim_due(
         rows = list(
             queryset.order_by("next_attempt_at", "pk")
             .select_for_update(skip_locked=True)
-            .values_list("pk", "state", "attempts", "claimed_until")[
+            .values_list("pk", "state", "attempts", "claimed_until", "channel")[
                 : limit or settings.OUTBOX_BATCH_SIZE
             ]
         )
         if not rows:
             return []
         ids: list[int] = []
-        for pk, state, attempts, claimed_until in rows:
+        for pk, state, attempts, claimed_until, channel_name in rows:
             if state == OutboxState.IN_PROGRESS and _abandoned_attempt_record(
-                message_id=pk, attempts=attempts, claimed_until=claimed_until, now=now
+                message_id=pk,
+                attempts=attempts,
+                max_attempts=channel_max_attempts(channel_name),
+                claimed_until=claimed_until,
+                now=now,
             ):
                 continue  # dead-lettered: no attempts left
             ids.append(pk)
@@ -153,7 +159,12 @@ def outbox_claim_due(
 
 
 def _abandoned_attempt_record(
-    *, message_id: int, attempts: int, claimed_until: datetime | None, now: datetime
+    *,
+    message_id: int,
+    attempts: int,
+    max_attempts: int,
+    claimed_until: datetime | None,
+    now: datetime,
 ) -> bool:
     """Log the attempt of a relay that lost its lease; dead-letter if it was the last one.
 
@@ -167,7 +178,7 @@ def _abandoned_attempt_record(
         succeeded=False,
         error=ABANDONED_ATTEMPT_ERROR,
     )
-    if attempts < settings.OUTBOX_MAX_ATTEMPTS:
+    if attempts < max_attempts:
         return False
     OutboxMessage.objects.filter(pk=message_id).update(
         state=OutboxState.DEAD,
@@ -264,13 +275,17 @@ def _record_outcome(
             current.delivered_at = now
             current.last_error = ""
             outcome = "delivered"
-        elif permanent or current.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        elif permanent or current.attempts >= channel_max_attempts(current.channel):
             current.state = OutboxState.DEAD
             current.last_error = error
             outcome = "dead"
         else:
             current.state = OutboxState.PENDING
-            current.next_attempt_at = now + backoff_delay(current.attempts)
+            registered = channel_get(current.channel)
+            current.next_attempt_at = now + backoff_delay(
+                current.attempts,
+                cap_seconds=registered.backoff_max_seconds if registered else None,
+            )
             current.last_error = error
             outcome = "retried"
         current.save(
