@@ -24,6 +24,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from billing.errors import BillingError
+from billing.services import service_sellable_check
 from clinic.audit.formatting import history_rows
 from clinic.core.policies import has_capability
 from clinic.core.roles import Capability
@@ -235,6 +237,12 @@ def slot_book(request: HttpRequest) -> HttpResponse:
             phone=data["phone"],
             birth_date=data["birth_date"],
         )
+    try:
+        for service in data["services"]:
+            service_sellable_check(service)
+    except BillingError as error:
+        form.add_error("services", error.message)
+        return render(request, "desk/_booking_form.html", context, status=400)
     try:
         booking = BookingRequest(
             branch=doctor.branch,

@@ -21,9 +21,10 @@ from typing import Any
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
-from django.db.models import OuterRef, Prefetch, Q
+from django.db.models import OuterRef, Prefetch, Q, Subquery
 from django.utils.translation import gettext as _
 
+from billing.models import PatientAccount
 from clinic.core.models import Branch
 from clinic.core.selectors import branch_list
 from patients.models import PHONE_KINDS
@@ -149,7 +150,8 @@ def _age_on(birth_date: datetime.date | None, day: datetime.date) -> int | None:
 
 def appointment_markers(appointment: Appointment, day: datetime.date) -> list[str]:
     """Badges of an appointment on the grid: primary patient (no card yet), minor, VIP,
-    processed (the visit is over: completed, no-show and the like)."""
+    processed (the visit is over: completed, no-show and the like), and the patient's debt or
+    advance (annotated by ``grid_build`` from billing's balances)."""
     markers = []
     patient = appointment.patient
     if patient is None or appointment.needs_completion:
@@ -162,6 +164,10 @@ def appointment_markers(appointment: Appointment, day: datetime.date) -> list[st
         markers.append("vip")
     if appointment.status.is_final:
         markers.append("processed")
+    if (getattr(appointment, "patient_debt", None) or 0) > 0:
+        markers.append("debt")
+    if (getattr(appointment, "patient_advance", None) or 0) > 0:
+        markers.append("advance")
     return markers
 
 
@@ -225,6 +231,10 @@ def grid_build(
             during__overlap=DateTimeTZRange(low, high, "[)"),
         ).values_list("resource_id", "appointment_id"):
             taken_by[appointment_id].append(resource_id)
+    # The patient's balance rides along as two subqueries on the same statement.
+    balances = PatientAccount.objects.filter(
+        patient_id=OuterRef("patient_id"), organization_id=OuterRef("organization_id")
+    )
     appointments = (
         Appointment.objects.filter(
             Q(
@@ -244,7 +254,9 @@ def grid_build(
                 AppointmentService.objects.filter(appointment=OuterRef("pk"))
                 .order_by("pk")
                 .values("service__name")
-            )
+            ),
+            patient_debt=Subquery(balances.values("debt")[:1]),
+            patient_advance=Subquery(balances.values("advance")[:1]),
         )
         # A plain list (``to_attr``): a related manager's ``all()`` clones a query each time.
         .prefetch_related(Prefetch("patient__contacts", to_attr="grid_contacts"))

@@ -32,6 +32,8 @@ def _marker_labels() -> dict[str, str]:
         "minor": escape(_("minor")),
         "vip": "VIP",
         "processed": escape(_("processed")),
+        "debt": escape(_("debt")),
+        "advance": escape(_("advance")),
     }
 
 

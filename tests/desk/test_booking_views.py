@@ -339,3 +339,17 @@ def test_the_note_source_and_payer_are_edited_from_the_dialog(desk):
     assert bad.status_code == 400 and "barter" in bad.content.decode()
     appointment.refresh_from_db()
     assert appointment.note == "bring the X-ray"
+
+
+def test_a_service_its_lab_cannot_perform_is_refused_with_the_labs_note(desk):
+    from billing.models import ServiceBilling
+
+    ServiceBilling.objects.create(
+        service=desk["service"], lab_unavailable=True, lab_unavailable_note="Until 5 December."
+    )
+    response = book(desk, patient=str(desk["patient"].public_id))
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert "The lab cannot perform" in text and "Therapist visit" in text
+    assert "Until 5 December." in text
+    assert Appointment.objects.count() == 0

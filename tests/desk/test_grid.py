@@ -224,3 +224,30 @@ def test_a_rooms_grid_shows_what_occupies_each_room(clinic):
         reverse("desk:grid"), {"kind": "spaceship"}, HTTP_ACCEPT_LANGUAGE="en"
     )
     assert bad.status_code == 400 and "spaceship" in bad.content.decode()
+
+
+def test_the_patients_debt_and_advance_show_as_markers(clinic):
+    from billing.models import PatientAccount
+
+    debtor = PersonFactory(organization=clinic["branch"].organization, last_name="Debtova")
+    payer = PersonFactory(organization=clinic["branch"].organization, last_name="Avansov")
+    settled = PersonFactory(organization=clinic["branch"].organization, last_name="Rovnova")
+    book(clinic, clinic["doctors"][0], "10:00", patient=debtor)
+    book(clinic, clinic["doctors"][1], "10:00", patient=payer)
+    book(clinic, clinic["doctors"][2], "10:00", patient=settled)
+    organization = clinic["branch"].organization
+    PatientAccount.objects.create(organization=organization, patient=debtor, debt="1500.00")
+    PatientAccount.objects.create(organization=organization, patient=payer, advance="300.00")
+    PatientAccount.objects.create(organization=organization, patient=settled)
+    html = grid_html(clinic)
+    cells_by_patient = {
+        name: re.search(rf"<td [^>]*>(?:(?!</td>).)*{name}(?:(?!</td>).)*</td>", html, re.S)
+        for name in ("Debtova", "Avansov", "Rovnova")
+    }
+    assert all(cells_by_patient.values()), html[:2000]
+    debtor_cell = cells_by_patient["Debtova"].group(0)  # type: ignore[union-attr]
+    payer_cell = cells_by_patient["Avansov"].group(0)  # type: ignore[union-attr]
+    settled_cell = cells_by_patient["Rovnova"].group(0)  # type: ignore[union-attr]
+    assert 'data-marker="debt"' in debtor_cell and 'data-marker="advance"' not in debtor_cell
+    assert 'data-marker="advance"' in payer_cell and 'data-marker="debt"' not in payer_cell
+    assert "data-marker=" not in settled_cell.replace('data-marker="processed"', "")
