@@ -23,10 +23,23 @@ from typing import Any
 from django.db.models import F, Q, QuerySet
 
 from clinic.core.models import Branch
-from clinic.core.selectors import organization_list
+from clinic.core.selectors import branch_list, organization_list
+from patients.models import Person
 from scheduling.models import Service
 
-from .models import Contract, Price, PriceList, ServiceBilling, ServiceGroup
+from .models import (
+    CashRegister,
+    CashShift,
+    Contract,
+    FiscalReceipt,
+    Invoice,
+    PatientAccount,
+    Payment,
+    Price,
+    PriceList,
+    ServiceBilling,
+    ServiceGroup,
+)
 
 PRICE_LOOKUP_LIMIT = 100
 
@@ -201,3 +214,46 @@ def service_group_list(*, actor: Any) -> QuerySet[ServiceGroup]:
     return ServiceGroup.objects.filter(
         organization__in=organization_list(actor=actor), is_active=True
     )
+
+
+def invoice_list(*, actor: Any) -> QuerySet[Invoice]:
+    """Invoices of the branches the actor works in."""
+    return Invoice.objects.select_related("branch", "patient", "contract").filter(
+        branch__in=branch_list(actor=actor)
+    )
+
+
+def payment_list(*, actor: Any) -> QuerySet[Payment]:
+    """Payments and refunds of the branches the actor works in."""
+    return Payment.objects.select_related("branch", "patient", "invoice", "shift").filter(
+        branch__in=branch_list(actor=actor)
+    )
+
+
+def receipt_list(*, actor: Any) -> QuerySet[FiscalReceipt]:
+    """Fiscal receipts of the registers in the actor's branches."""
+    return FiscalReceipt.objects.select_related("register", "payment").filter(
+        register__branch__in=branch_list(actor=actor)
+    )
+
+
+def register_list(*, actor: Any) -> QuerySet[CashRegister]:
+    return CashRegister.objects.select_related("branch").filter(
+        branch__in=branch_list(actor=actor), is_active=True
+    )
+
+
+def shift_list(*, actor: Any) -> QuerySet[CashShift]:
+    return CashShift.objects.select_related("register", "register__branch").filter(
+        register__branch__in=branch_list(actor=actor)
+    )
+
+
+def patient_balance(*, organization_id: int, patient: Person) -> tuple[Decimal, Decimal]:
+    """The patient's (debt, advance) with the organization; zeros when nothing was posted."""
+    row = (
+        PatientAccount.objects.filter(organization_id=organization_id, patient=patient)
+        .values_list("debt", "advance")
+        .first()
+    )
+    return row if row is not None else (Decimal("0"), Decimal("0"))

@@ -109,6 +109,7 @@ def invoice_create(
 ) -> Invoice:
     """A new draft invoice; without a patient it is an anonymous order."""
     _require(policies.can_prepare_invoices(actor, branch))
+    _patient_check(patient, branch)
     day = _today(branch)
     if contract is not None:
         _contract_check(contract, branch=branch, on_date=day)
@@ -145,6 +146,16 @@ def invoice_create(
         note=note,
         created_by=actor,
     )
+
+
+def _patient_check(patient: Person | None, branch: Branch) -> None:
+    if patient is not None and patient.organization_id != branch.organization_id:
+        raise BillingError(
+            "patient_not_found",
+            _("The patient %(value)s is registered with another organization.")
+            % {"value": patient.full_name},
+            field="patient",
+        )
 
 
 def _contract_check(contract: Contract, *, branch: Branch, on_date: datetime.date) -> None:
@@ -568,6 +579,7 @@ def invoice_personalise(*, actor: Any, invoice: Invoice, patient: Person) -> Inv
     """Give an anonymous order its patient; what is still unpaid becomes the patient's debt."""
     _require(policies.can_prepare_invoices(actor, invoice.branch))
     locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    _patient_check(patient, locked.branch)
     if locked.patient_id is not None:
         raise BillingError(
             "invoice_has_patient",
@@ -739,6 +751,7 @@ def payment_post(
         raise BillingError(
             "payer_required", _("Choose the patient or the invoice to pay."), field="patient"
         )
+    _patient_check(patient, branch)
     account = account_locked(branch.organization_id, patient.pk) if patient is not None else None
     total = sum((part.amount for part in checked), ZERO)
     from_advance = sum((p.amount for p in checked if p.method == PaymentMethod.ADVANCE), ZERO)

@@ -76,7 +76,7 @@ def desk(atol: FakeAtol) -> Desk:
         price_list=price_list,
         consultation=consultation,
         ultrasound=ultrasound,
-        patient=PersonFactory(),
+        patient=PersonFactory(organization=organization),
         registrar=staff_with_role(
             Role.REGISTRAR, organization=organization, branches=[branch]
         ).user,
