@@ -166,6 +166,7 @@ def command_run(arguments: list[str]) -> None:
     manage("collectstatic", "--no-input", "-v", "0", env=env)
     manage("load_demo", env=env)
     bin_dir = VENV / "bin"
+    register_port = int(os.environ.get("CLINIC_DEMO_REGISTER_PORT", "16732"))
     children = [
         subprocess.Popen(
             [
@@ -213,6 +214,16 @@ def command_run(arguments: list[str]) -> None:
             env=env,
         ),
     ]
+    if port_free(register_port):
+        # The demo's cash register: a fake ATOL web server that prints nothing and keeps its
+        # shift and counters in memory. A clinic points its register at the real one instead.
+        children.append(
+            subprocess.Popen(
+                [str(PYTHON), "-m", "devices.fake_atol", "--port", str(register_port)],
+                cwd=ROOT,
+                env=env,
+            )
+        )
     say(
         f"Clinic ERP is at http://127.0.0.1:{port}/ (ready in {time.monotonic() - started:.1f} s "
         f"after install); press Ctrl+C to stop"

@@ -9,6 +9,7 @@ a second run changes nothing.
 from __future__ import annotations
 
 import datetime
+import os
 from decimal import Decimal
 
 from django.db import models, transaction
@@ -19,9 +20,11 @@ from clinic.core.models import Branch, Organization
 from scheduling.models import PayerKind, Service
 
 from .models import (
+    CashRegister,
     Contract,
     Counterparty,
     CounterpartyKind,
+    FiscalDriverKind,
     Price,
     PriceList,
     ServiceBilling,
@@ -52,6 +55,26 @@ def _saved(row: models.Model) -> None:
     row.save()
 
 
+DEMO_REGISTER_NAME = "Касса 1"
+# dev.py run starts the fake register on this port (CLINIC_DEMO_REGISTER_PORT).
+DEMO_REGISTER_URL = f"http://127.0.0.1:{os.environ.get('CLINIC_DEMO_REGISTER_PORT', '16732')}"
+
+
+def register_demo_load(branch: Branch) -> bool:
+    """The demo branch's cash register, talking to the fake ATOL register ``dev.py run`` starts
+    (``python -m devices.fake_atol``); a clinic points it at its own register in the admin."""
+    if CashRegister.objects.filter(branch=branch).exists():
+        return False
+    CashRegister.objects.create(
+        organization_id=branch.organization_id,
+        branch=branch,
+        name=DEMO_REGISTER_NAME,
+        driver=FiscalDriverKind.ATOL_WEB,
+        device_config={"url": DEMO_REGISTER_URL},
+    )
+    return True
+
+
 @transaction.atomic
 def load_demo(organization: Organization, branch: Branch) -> bool:
     """Create the price list's demo data unless it exists; True when something was created.
@@ -59,8 +82,9 @@ def load_demo(organization: Organization, branch: Branch) -> bool:
     ``branch`` gets its own self-pay list that overrides one price of the all-branch list, so
     the demo shows the branch rule of ``billing.selectors.price_for``.
     """
+    registered = register_demo_load(branch)
     if billing_demo_exists(organization):
-        return False
+        return registered
     author = User.objects.filter(username="admin").first()
     year_start = datetime.date(timezone.localdate().year, 1, 1)
 

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from billing.demo import load_demo
-from billing.models import Contract, Price, PriceList, ServiceBilling, ServiceGroup
+from billing.models import CashRegister, Contract, Price, PriceList, ServiceBilling, ServiceGroup
 from billing.selectors import PRICE_LOOKUP_LIMIT, PriceRow, price_for, price_lookup
 from clinic.core.roles import Role
 from scheduling.models import PayerKind, Service
@@ -403,3 +403,6 @@ def test_demo_prices_the_demo_services_once() -> None:
     assert dms is not None and dms.amount == Decimal("1980.00")
     assert ServiceBilling.objects.filter(service__organization=organization).count() == 2
     assert ServiceGroup.objects.filter(organization=organization).count() == 3
+    register = CashRegister.objects.get(branch=branch)
+    assert register.device_config["url"].startswith("http://127.0.0.1:")
+    assert contract.counterparty is not None and contract.counterparty.inn
