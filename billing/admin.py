@@ -19,6 +19,7 @@ from clinic.audit.admin import HistoryAdminMixin, ReadOnlyAdminMixin
 from clinic.core.admin import RECORD_FIELDS, BranchListFilter, CapabilityAdminMixin
 from clinic.core.roles import Capability
 
+from .contracts import contract_take_template_terms
 from .models import (
     CashMovement,
     CashRegister,
@@ -140,6 +141,8 @@ class CounterpartyAdmin(BillingReferenceAdmin):
 
 @admin.register(ContractTemplate)
 class ContractTemplateAdmin(BillingReferenceAdmin):
+    """Model agreements; the contract form fills a new contract's terms from the one chosen."""
+
     list_display = ("name", "payer_kind", "price_list", "term_days", "is_active")
     list_filter = ("is_active", "payer_kind", "organization")
     search_fields = ("name",)
@@ -293,3 +296,9 @@ class ContractAdmin(BillingReferenceAdmin):
     list_select_related = ("organization", "price_list", "counterparty", "patient")
     autocomplete_fields = ("price_list", "counterparty", "patient", "template")
     inlines = (ContractPaymentInline,)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """A new contract made from a model agreement takes the terms left empty from it."""
+        if not change:
+            contract_take_template_terms(obj)
+        super().save_model(request, obj, form, change)

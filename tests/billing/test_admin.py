@@ -98,3 +98,37 @@ def test_the_admin_refuses_a_negative_price(admin_client: Client) -> None:
 
     assert response.status_code == 200
     assert not PriceList.objects.filter(name="Broken").exists()
+
+
+def test_the_money_documents_are_listed_and_never_edited_in_the_admin(admin_client: Client) -> None:
+    from billing.models import (
+        CashRegister,
+        CashShift,
+        ContractTemplate,
+        Counterparty,
+        DiscountRule,
+        DocumentTemplate,
+        FiscalReceipt,
+        GuaranteeLetter,
+        Invoice,
+        Payment,
+        ServiceBundleItem,
+    )
+
+    for model in (
+        Counterparty,
+        ContractTemplate,
+        GuaranteeLetter,
+        DiscountRule,
+        CashRegister,
+        DocumentTemplate,
+        ServiceBundleItem,
+        Invoice,
+        Payment,
+        CashShift,
+        FiscalReceipt,
+    ):
+        response = admin_client.get(admin_url(model, "changelist"))
+        assert response.status_code == 200, model
+    for model in (Invoice, Payment, CashShift, FiscalReceipt):
+        assert admin_client.get(admin_url(model, "add")).status_code == 403, model
