@@ -14,12 +14,14 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from clinic.audit.admin import HistoryAdminMixin, ReadOnlyAdminMixin
 from clinic.core.admin import RECORD_FIELDS, BranchListFilter, CapabilityAdminMixin
 from clinic.core.roles import Capability
 
 from .contracts import contract_take_template_terms
+from .documents import shipped_template_source
 from .models import (
     CashMovement,
     CashRegister,
@@ -29,6 +31,7 @@ from .models import (
     ContractTemplate,
     Counterparty,
     DiscountRule,
+    DocumentKind,
     DocumentTemplate,
     FiscalReceipt,
     GuaranteeLetter,
@@ -188,8 +191,23 @@ class CashRegisterAdmin(BillingReferenceAdmin):
 
 @admin.register(DocumentTemplate)
 class DocumentTemplateAdmin(BillingReferenceAdmin):
+    """An organization's wording of a document; the shipped template is shown beside it and is
+    where a new one starts from (``?kind=`` on the add page)."""
+
     list_display = ("kind", "organization", "is_active", "updated_at")
     list_filter = ("is_active", "kind", "organization")
+    readonly_fields = (*RECORD_FIELDS, "shipped_template")
+
+    @admin.display(description=_("shipped template"))
+    def shipped_template(self, obj: DocumentTemplate) -> str:
+        return shipped_template_source(obj.kind) if obj.kind else ""
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        kind = request.GET.get("kind", "")
+        if kind in DocumentKind.values:
+            initial["body"] = shipped_template_source(kind)
+        return initial
 
 
 class DocumentAdmin(ReadOnlyAdminMixin, CapabilityAdminMixin, admin.ModelAdmin):

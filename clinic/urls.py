@@ -16,6 +16,7 @@ urlpatterns = [
     path("desk/patients/", include("patients.urls")),
     path("desk/calls/", include("telephony.urls")),
     path("desk/", include("desk.urls")),
+    path("billing/documents/", include("billing.document_urls")),
     path("billing/", include("billing.urls")),
     path("", include("clinic.web.urls")),
 ]

@@ -132,3 +132,12 @@ def test_the_money_documents_are_listed_and_never_edited_in_the_admin(admin_clie
         assert response.status_code == 200, model
     for model in (Invoice, Payment, CashShift, FiscalReceipt):
         assert admin_client.get(admin_url(model, "add")).status_code == 403, model
+
+
+def test_a_new_document_template_starts_from_the_shipped_one(admin_client: Client) -> None:
+    from billing.documents import shipped_template_source
+    from billing.models import DocumentTemplate
+
+    response = admin_client.get(admin_url(DocumentTemplate, "add"), {"kind": "invoice"})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.initial["body"] == shipped_template_source("invoice")
