@@ -61,6 +61,7 @@ from .models import (
     PaymentMethod,
     PaymentPart,
     ReceiptState,
+    ServiceBundleItem,
 )
 
 ZERO = Decimal("0.00")
@@ -246,7 +247,22 @@ def payment_get_for_actor(*, actor: Any, public_id: uuid.UUID) -> Payment:
 # ---- invoice lines: the contract, the invoice and the act -------------------------------------
 
 
+def _compositions(lines: list[InvoiceLine]) -> dict[int, list[str]]:
+    """What each complex service on the lines includes ("code name × n"), in one query."""
+    parts: dict[int, list[str]] = {}
+    for bundle_id, code, name, quantity in (
+        ServiceBundleItem.objects.filter(bundle_id__in={line.service_id for line in lines})
+        .order_by("bundle_id", "component__code")
+        .values_list("bundle_id", "component__code", "component__name", "quantity")
+    ):
+        parts.setdefault(bundle_id, []).append(
+            f"{code} {name}" + (f" × {quantity}" if quantity > 1 else "")
+        )
+    return parts
+
+
 def _line_rows(lines: list[InvoiceLine], zone: zoneinfo.ZoneInfo) -> list[dict[str, Any]]:
+    compositions = _compositions(lines)
     return [
         {
             "position": line.position,
@@ -257,6 +273,7 @@ def _line_rows(lines: list[InvoiceLine], zone: zoneinfo.ZoneInfo) -> list[dict[s
             "adjustment": money_text(line.adjustment) if line.adjustment else "",
             "amount": money_text(line.amount),
             "performer": line.performer.name if line.performer else "",
+            "includes": compositions.get(line.service_id, []),
             "visit_date": _local_date(line.appointment.starts_at, zone)
             if line.appointment
             else None,

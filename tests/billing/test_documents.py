@@ -35,9 +35,10 @@ from clinic.outbox.services import outbox_relay
 from patients.models import PersonRelation, Relation
 from tests.core.factories import BranchFactory, staff_with_role
 from tests.patients.factories import PersonFactory
-from tests.scheduling.factories import doctor
+from tests.scheduling.factories import ServiceFactory, doctor
 
 from .conftest import Desk
+from .factories import PriceFactory
 
 # The documents' URLs as the project mounts them, ahead of the project's own.
 urlpatterns = [
@@ -554,3 +555,18 @@ def test_anonymous_is_sent_to_login(sale: dict[str, Any], client: Client) -> Non
     url = reverse("billing_documents:invoice", args=[sale["invoice"].public_id])
     response = client.get(url)
     assert response.status_code == 302
+
+
+def test_the_act_lists_what_a_complex_service_includes(desk: Desk) -> None:
+    from billing.models import ServiceBundleItem
+
+    checkup = ServiceFactory(organization=desk.organization, code="CHK.01", name="Check-up")
+    PriceFactory(price_list=desk.price_list, service=checkup, amount=Decimal("6000.00"))
+    ServiceBundleItem.objects.create(bundle=checkup, component=desk.consultation)
+    ServiceBundleItem.objects.create(bundle=checkup, component=desk.ultrasound, quantity=2)
+    invoice = services.invoice_create(actor=desk.cashier, branch=desk.branch, patient=desk.patient)
+    services.invoice_line_add(actor=desk.cashier, invoice=invoice, service=checkup)
+    html = documents.invoice_document_html(
+        actor=desk.accountant, invoice=invoice, kind=DocumentKind.ACT
+    )
+    assert "в том числе: A04.16.001 Abdomen US × 2; B01.047.001 Therapist" in html
