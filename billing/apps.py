@@ -8,5 +8,7 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from .fiscal import fiscal_channel_register
+        from .slips import slip_channel_register
 
         fiscal_channel_register()
+        slip_channel_register()

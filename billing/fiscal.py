@@ -222,9 +222,13 @@ def _enqueue(receipt: FiscalReceipt) -> None:
 
 def receipt_for_payment(payment: Payment) -> FiscalReceipt:
     """Queue the one receipt of a payment or refund (call in the posting transaction)."""
+    from .slips import slip_queue
+
     task = _payment_task(payment)
+    register = register_for(payment)
+    slip_queue(payment, register)
     return _queue(
-        register=register_for(payment),
+        register=register,
         shift=payment.shift,
         operation=FiscalOperationKind.SELL_RETURN
         if payment.kind == PaymentKind.REFUND

@@ -19,6 +19,7 @@ from devices.fake_atol import FakeAtol
 from patients.models import Person
 from scheduling.models import PayerKind, Service
 from tests.core.factories import BranchFactory, staff_with_role
+from tests.devices.escpos_capture import printer  # noqa: F401  (a fake slip printer)
 from tests.patients.factories import PersonFactory
 from tests.scheduling.factories import ServiceFactory
 

@@ -15,6 +15,8 @@ from devices.fiscal import FiscalOperation, FiscalTask, ReceiptItem, ReceiptPaym
 from devices.fiscal.atol_online import AtolOnlineDriver
 from devices.fiscal.atol_web import AtolWebDriver
 
+from .escpos_capture import printer  # noqa: F401  (the fixture, for every test here)
+
 ONLINE_LOGIN = "clinic-login"
 ONLINE_PASSWORD = "clinic-password"
 GROUP_CODE = "clinic-group"

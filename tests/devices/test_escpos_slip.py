@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socketserver
-import threading
-from collections.abc import Iterator
-
 import pytest
 
 from devices.escpos_slip import print_slip
 from devices.fiscal import DeviceUnavailable
 
 from .conftest import free_port
+from .escpos_capture import EscposCapture
 
 INIT = b"\x1b@"
 CP866 = b"\x1bt\x11"
@@ -19,38 +16,7 @@ FULL_CUT = b"\x1dV\x00"
 LINES = [("Пациент", "Петров Пётр Петрович"), ("Сумма", "1500.00"), ("Оплата", "наличными")]
 
 
-class _Capture(socketserver.TCPServer):
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _CaptureHandler)
-        self.received: list[bytes] = []
-        self.connection_closed = threading.Event()
-
-
-class _CaptureHandler(socketserver.BaseRequestHandler):
-    server: _Capture
-
-    def handle(self) -> None:
-        chunks = []
-        while chunk := self.request.recv(4096):
-            chunks.append(chunk)
-        self.server.received.append(b"".join(chunks))
-        self.server.connection_closed.set()
-
-
-@pytest.fixture
-def printer() -> Iterator[_Capture]:
-    server = _Capture()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
-
-
-def test_a_slip_reaches_the_network_printer(printer: _Capture) -> None:
+def test_a_slip_reaches_the_network_printer(printer: EscposCapture) -> None:
     port = printer.server_address[1]
 
     sent = print_slip(
@@ -70,7 +36,7 @@ def test_a_slip_reaches_the_network_printer(printer: _Capture) -> None:
     assert sent.endswith(FULL_CUT)
 
 
-def test_a_host_alone_means_a_network_printer(printer: _Capture) -> None:
+def test_a_host_alone_means_a_network_printer(printer: EscposCapture) -> None:
     sent = print_slip({"host": "127.0.0.1", "port": printer.server_address[1]}, "Талон", [])
 
     assert printer.connection_closed.wait(timeout=10)
@@ -78,7 +44,9 @@ def test_a_host_alone_means_a_network_printer(printer: _Capture) -> None:
     assert "Талон".encode("cp866") in sent
 
 
-def test_the_dummy_printer_returns_the_same_bytes_as_the_network_one(printer: _Capture) -> None:
+def test_the_dummy_printer_returns_the_same_bytes_as_the_network_one(
+    printer: EscposCapture,
+) -> None:
     network = print_slip(
         {"printer": "network", "host": "127.0.0.1", "port": printer.server_address[1]},
         "Квитанция об оплате",
