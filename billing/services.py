@@ -695,7 +695,19 @@ def _shift_checked(shift: CashShift | None, parts: Sequence[PartInput], branch: 
                 field="shift",
             )
         return
-    current = CashShift.objects.select_related("register").get(pk=shift.pk)
+    # FOR SHARE: postings at one register do not wait for each other, but closing the shift
+    # (FOR UPDATE) waits for them, and a posting after the close sees it closed.
+    current = next(
+        iter(
+            CashShift.objects.raw(
+                "SELECT shift.*, register.branch_id AS register_branch_id"
+                " FROM billing_cashshift shift"
+                " JOIN billing_cashregister register ON register.id = shift.register_id"
+                " WHERE shift.id = %s FOR SHARE OF shift",
+                [shift.pk],
+            )
+        )
+    )
     if not current.is_open:
         raise BillingError(
             "shift_closed",
@@ -703,7 +715,7 @@ def _shift_checked(shift: CashShift | None, parts: Sequence[PartInput], branch: 
             % {"value": current.opened_at.astimezone(branch.zone).strftime("%d.%m.%Y %H:%M")},
             field="shift",
         )
-    if current.register.branch_id != branch.pk:
+    if getattr(current, "register_branch_id", None) != branch.pk:
         raise BillingError(
             "shift_other_branch",
             _("The cash register %(value)s is in another branch.")
