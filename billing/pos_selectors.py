@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from clinic.core.models import Branch
 from patients.models import Person
@@ -45,6 +46,18 @@ def pos_today(branch: Branch) -> datetime.date:
     return timezone.localtime(timezone.now(), branch.zone).date()
 
 
+RECONCILIATION_LABELS = {
+    "sell.cash": _("Sales in cash"),
+    "sell.electronically": _("Sales by card and online"),
+    "sell.prepaid": _("Sales from advances"),
+    "sell_return.cash": _("Returns in cash"),
+    "sell_return.electronically": _("Returns to card and online"),
+    "sell_return.prepaid": _("Returns to advances"),
+    "cash_in": _("Cash in"),
+    "cash_out": _("Cash out"),
+}
+
+
 @dataclass
 class RegisterPanel:
     """A register with its open shift (if any), the shift's money and its last closed shift."""
@@ -54,6 +67,18 @@ class RegisterPanel:
     totals: dict[str, Any] | None
     last_closed: CashShift | None
     errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reconciliation_rows(self) -> list[tuple[Any, dict[str, str]]]:
+        """The last closed shift's comparison with the Z report, counter by counter."""
+        if self.last_closed is None:
+            return []
+        lines = (self.last_closed.reconciliation or {}).get("lines") or {}
+        return [
+            (RECONCILIATION_LABELS.get(key, key), lines[key])
+            for key in [*RECONCILIATION_LABELS, *sorted(set(lines) - set(RECONCILIATION_LABELS))]
+            if key in lines
+        ]
 
 
 def pos_registers(*, branch: Branch) -> list[RegisterPanel]:

@@ -467,21 +467,21 @@ def invoice_visits_view(request: HttpRequest) -> HttpResponse:
 
 
 def _parts(
-    data: QueryDict, methods: Sequence[tuple[str, Any]], *, with_rrn: bool
-) -> tuple[list[PartInput], list[int]]:
-    """The non-empty method rows of a form as the service's parts, and each part's form row."""
+    data: QueryDict, methods: Sequence[tuple[str, Any]], *, with_rrn: bool, rows: list[int]
+) -> list[PartInput]:
+    """The non-empty method rows of a form as the service's parts; ``rows`` receives each
+    part's row in the form (filled as it goes, so a refusal can be placed by its row)."""
     parts: list[PartInput] = []
-    rows: list[int] = []
     for index, (method, _label) in enumerate(methods):
         raw = data.get(f"parts[{index}].amount", "").strip().replace(",", ".")
         if not raw:
             continue
+        rows.append(index)
         # Named by its place among the parts sent, as the service names them (see _remap).
         amount = money(raw, field=f"parts[{len(parts)}].amount")
         rrn = data.get(f"parts[{index}].card_rrn", "").strip() if with_rrn else ""
         parts.append(PartInput(method, amount, card_rrn=rrn))
-        rows.append(index)
-    return parts, rows
+    return parts
 
 
 @require_POST
@@ -502,7 +502,7 @@ def pay_view(request: HttpRequest) -> HttpResponse:
     target = request.POST.get("invoice", "")
     rows: list[int] = []
     try:
-        parts, rows = _parts(request.POST, PAY_METHODS, with_rrn=True)
+        parts = _parts(request.POST, PAY_METHODS, with_rrn=True, rows=rows)
         with transaction.atomic():
             invoice = None
             if target != TO_ADVANCE:
@@ -575,15 +575,15 @@ def refund_view(request: HttpRequest) -> HttpResponse:
     part_rows: list[int] = []
     line_rows: list[int] = []
     try:
-        parts, part_rows = _parts(request.POST, REFUND_METHODS, with_rrn=False)
+        parts = _parts(request.POST, REFUND_METHODS, with_rrn=False, rows=part_rows)
         lines: list[tuple[Any, Decimal]] = []
         for index, refundable_line in enumerate(row.lines if row is not None else []):
             if request.POST.get(f"lines[{index}].line") != str(refundable_line.line.pk):
                 continue
             raw = request.POST.get(f"lines[{index}].amount", "").strip().replace(",", ".")
+            line_rows.append(index)
             amount = money(raw, field=f"lines[{len(lines)}].amount")
             lines.append((refundable_line.line, amount))
-            line_rows.append(index)
         refund = refund_document_post(
             actor=request.user,
             payment=payment,

@@ -16,6 +16,7 @@ Rules kept here, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -477,7 +478,9 @@ def invoice_post(*, actor: Any, invoice: Invoice) -> Invoice:
     locked = _draft_locked(invoice)
     if not locked.lines.exists():
         raise BillingError(
-            "invoice_empty", _("Invoice %(value)s has no lines.") % {"value": locked.number}
+            "invoice_empty",
+            _("Invoice %(value)s has no lines.") % {"value": locked.number},
+            field="invoice",
         )
     day = _today(locked.branch)
     if locked.contract is not None:
@@ -724,6 +727,14 @@ def _shift_checked(shift: CashShift | None, parts: Sequence[PartInput], branch: 
         )
 
 
+class _AlreadyPosted(Exception):
+    """A racing request with the same idempotency key posted the document first."""
+
+    def __init__(self, payment: Payment) -> None:
+        super().__init__(payment.public_id)
+        self.payment = payment
+
+
 def _existing(idempotency_key: str | None) -> Payment | None:
     if not idempotency_key:
         return None
@@ -793,17 +804,20 @@ def payment_post(
             % {"value": to_advance},
             field="parts",
         )
-    payment = _document_write(
-        actor=actor,
-        branch=branch,
-        shift=shift,
-        kind=PaymentKind.PAYMENT,
-        patient=patient,
-        invoice=invoice,
-        parts=checked,
-        planned=planned,
-        idempotency_key=idempotency_key,
-    )
+    try:
+        payment = _document_write(
+            actor=actor,
+            branch=branch,
+            shift=shift,
+            kind=PaymentKind.PAYMENT,
+            patient=patient,
+            invoice=invoice,
+            parts=checked,
+            planned=planned,
+            idempotency_key=idempotency_key,
+        )
+    except _AlreadyPosted as posted:
+        return posted.payment
     if account is not None:
         if invoice is not None and _owed_by_patient(invoice):
             account.debt -= allocated
@@ -901,20 +915,28 @@ def _document_write(
     corrects: Payment | None = None,
     reason: str = "",
 ) -> Payment:
-    payment = Payment.objects.create(
-        organization_id=branch.organization_id,
-        branch=branch,
-        kind=kind,
-        patient=patient,
-        invoice=invoice,
-        shift=shift,
-        total=sum((part.amount for part in parts), ZERO),
-        corrects=corrects,
-        reason=reason,
-        posted_at=timezone.now(),
-        posted_by=actor,
-        idempotency_key=idempotency_key or None,
-    )
+    try:
+        # A savepoint only where a racing duplicate can exist: one with the same key.
+        with transaction.atomic() if idempotency_key else contextlib.nullcontext():
+            payment = Payment.objects.create(
+                organization_id=branch.organization_id,
+                branch=branch,
+                kind=kind,
+                patient=patient,
+                invoice=invoice,
+                shift=shift,
+                total=sum((part.amount for part in parts), ZERO),
+                corrects=corrects,
+                reason=reason,
+                posted_at=timezone.now(),
+                posted_by=actor,
+                idempotency_key=idempotency_key or None,
+            )
+    except IntegrityError:
+        # The same form submitted twice at once: the other request posted it first.
+        if idempotency_key and (found := _existing(idempotency_key)) is not None:
+            raise _AlreadyPosted(found) from None
+        raise
     PaymentPart.objects.bulk_create(
         PaymentPart(
             payment=payment,
@@ -1026,19 +1048,22 @@ def refund_post(
             % {"value": from_advance, "advance": account.advance if account else ZERO},
             field="parts",
         )
-    refund = _document_write(
-        actor=actor,
-        branch=branch,
-        shift=shift,
-        kind=PaymentKind.REFUND,
-        patient=locked_payment.patient,
-        invoice=locked_payment.invoice,
-        parts=checked,
-        planned=planned,
-        idempotency_key=idempotency_key,
-        corrects=locked_payment,
-        reason=reason.strip(),
-    )
+    try:
+        refund = _document_write(
+            actor=actor,
+            branch=branch,
+            shift=shift,
+            kind=PaymentKind.REFUND,
+            patient=locked_payment.patient,
+            invoice=locked_payment.invoice,
+            parts=checked,
+            planned=planned,
+            idempotency_key=idempotency_key,
+            corrects=locked_payment,
+            reason=reason.strip(),
+        )
+    except _AlreadyPosted as posted:
+        return posted.payment
     if account is not None:
         kept = sum((p.amount for p in checked if p.method == PaymentMethod.ADVANCE), ZERO)
         account.advance += kept - from_advance

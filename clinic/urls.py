@@ -18,5 +18,6 @@ urlpatterns = [
     path("desk/", include("desk.urls")),
     path("billing/documents/", include("billing.document_urls")),
     path("billing/", include("billing.urls")),
+    path("pos/", include("billing.pos_urls")),
     path("", include("clinic.web.urls")),
 ]

@@ -82,3 +82,42 @@ def test_invoice_pay_refund_close(desk: Desk, atol: FakeAtol) -> None:
     closed.refresh_from_db()
     assert closed.reconciliation["matches"], closed.reconciliation
     assert len(atol.printed) == 4  # open, sell, return, close
+
+
+def test_one_form_submitted_twice_at_once_posts_one_payment(desk: Desk, atol: FakeAtol) -> None:
+    import threading
+
+    from django.db import connection
+
+    from billing.models import Payment
+
+    shift = shifts.shift_open(actor=desk.cashier, register=desk.register)
+    results: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def submit() -> None:
+        try:
+            barrier.wait()
+            payment = services.payment_post(
+                actor=desk.cashier,
+                branch=desk.branch,
+                shift=shift,
+                patient=desk.patient,
+                parts=[PartInput(PaymentMethod.CASH, Decimal("500.00"))],
+                idempotency_key="form-7f3a",
+            )
+            results.append(payment.pk)
+        except Exception as exc:  # collected, so the assertion shows it
+            results.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1, results
+    assert Payment.objects.count() == 1
+    assert balance(desk) == (Decimal("0"), Decimal("500.00"))
+    assert FiscalReceipt.objects.count() == 2  # the shift's opening and the one sale
