@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.errors import BillingError
+from billing.policies import can_take_payment
 from billing.services import service_sellable_check
 from clinic.audit.formatting import history_rows
 from clinic.core.policies import has_capability
@@ -367,6 +368,8 @@ def _dialog(
         "duration": int((appointment.ends_at - appointment.starts_at).total_seconds() // 60),
         "phone": phone,
         "whatsapp": phone.lstrip("+") if phone else "",
+        "may_take_payment": appointment.patient is not None
+        and can_take_payment(request.user, appointment.branch),
         "status_form": StatusForm(initial={"status": appointment.status.code}),
         "details_form": DetailsForm(
             initial={

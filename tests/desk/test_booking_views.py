@@ -353,3 +353,20 @@ def test_a_service_its_lab_cannot_perform_is_refused_with_the_labs_note(desk):
     assert "The lab cannot perform" in text and "Therapist visit" in text
     assert "Until 5 December." in text
     assert Appointment.objects.count() == 0
+
+
+def test_the_dialog_leads_to_the_cash_desk_for_those_who_take_payments(desk, client):
+    from tests.core.factories import StaffFactory, UserFactory
+
+    appointment = booked(desk, "11:00")
+    url = reverse("desk:appointment", args=[appointment.public_id])
+    html = desk["client"].get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "data-to-cash-desk" not in html  # a registrar takes no payments
+    both = UserFactory(roles=[Role.REGISTRAR, Role.CASHIER])
+    StaffFactory(user=both, organization=desk["branch"].organization, branches=[desk["branch"]])
+    client.force_login(both)
+    html = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert (
+        f"{reverse('pos:page')}?branch={desk['branch'].public_id}&amp;"
+        f"patient={desk['patient'].public_id}"
+    ) in html
