@@ -22,6 +22,7 @@ from scheduling.models import Appointment, AppointmentStatus, PayerKind
 from .models import (
     CashRegister,
     CashShift,
+    DiscountRule,
     FiscalReceipt,
     Invoice,
     InvoiceLine,
@@ -257,7 +258,7 @@ def pos_refundable_payments(
 ) -> list[RefundablePayment]:
     """The patient's recent payments that can still give money back, with what each method and
     each line can still return (what the payment took, less earlier refunds of it)."""
-    from .services import refundable_by_method
+    from .services import refundable_by_method_many
 
     payments = list(
         Payment.objects.filter(
@@ -280,10 +281,11 @@ def pos_refundable_payments(
         .annotate(amount=Sum("amount"))
         .values_list("payment__corrects_id", "line_id", "amount")
     }
+    refundable = refundable_by_method_many(payments)
     rows = []
     for payment in payments:
         methods = {
-            method: amount for method, amount in refundable_by_method(payment).items() if amount > 0
+            method: amount for method, amount in refundable[payment.pk].items() if amount > 0
         }
         lines = [
             RefundableLine(
@@ -339,3 +341,15 @@ def pos_receipt_get(*, branch: Branch, public_id: Any) -> FiscalReceipt | None:
         )
     except (ValueError, TypeError):
         return None
+
+
+def pos_manual_rules(*, branch: Branch) -> list[DiscountRule]:
+    """The manual discount and markup rules staff may apply at the branch today."""
+    day = pos_today(branch)
+    return [
+        rule
+        for rule in DiscountRule.objects.filter(
+            organization_id=branch.organization_id, is_automatic=False, is_active=True
+        ).order_by("name")
+        if rule.is_valid_on(day)
+    ]

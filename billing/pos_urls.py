@@ -16,5 +16,6 @@ urlpatterns = [
     path("shift/cash/", pos_views.cash_move_view, name="cash_move"),
     path("invoice/", pos_views.invoice_visits_view, name="invoice_visits"),
     path("pay/", pos_views.pay_view, name="pay"),
+    path("discount/", pos_views.discount_view, name="discount"),
     path("refund/", pos_views.refund_view, name="refund"),
 ]

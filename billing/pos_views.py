@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,7 +41,14 @@ from .errors import BillingError
 from .fiscal import receipt_retry
 from .models import CashMovementKind, InvoiceState, PaymentMethod, ReceiptState
 from .policies import can_take_payment
-from .services import PartInput, invoice_from_appointments, invoice_post, money, payment_post
+from .services import (
+    PartInput,
+    invoice_from_appointments,
+    invoice_line_adjust,
+    invoice_post,
+    money,
+    payment_post,
+)
 from .services import refund_post as refund_document_post
 from .shifts import cash_move, cashier_actions, shift_close, shift_open, shift_report_x
 
@@ -216,6 +223,7 @@ def _render(
     refund_errors: tuple[str, dict[str, str]] | None = None,
     refund_values: QueryDict | None = None,
     receipt_errors: dict[str, str] | None = None,
+    discount_errors: dict[str, str] | None = None,
 ) -> HttpResponse:
     actor = request.user
     panels = selectors.pos_registers(branch=branch)
@@ -286,6 +294,8 @@ def _render(
                 or _new_key(),
                 "cash_given": pay_values.get("cash_given", "") if pay_values else "",
                 "refunds": refunds,
+                "manual_rules": selectors.pos_manual_rules(branch=branch),
+                "discount_errors": discount_errors or {},
             }
         )
     return render(request, "billing/pos/page.html", context, status=status)
@@ -463,6 +473,53 @@ def invoice_visits_view(request: HttpRequest) -> HttpResponse:
         _("Invoice %(value)s for %(total)s is ready to pay.")
         % {"value": invoice.number, "total": invoice.total},
     )
+    return _back(branch, patient, invoice=str(invoice.public_id))
+
+
+@require_POST
+@requires(may_take_payment)
+def discount_view(request: HttpRequest) -> HttpResponse:
+    """Apply a manual discount or markup rule to a line of a draft invoice (or remove it)."""
+    branch = _branch(request)
+    patient = _require_patient(request, branch)
+    invoice = selectors.pos_invoice_get(
+        patient=patient, branch=branch, public_id=request.POST.get("invoice", "")
+    )
+    if invoice is None:
+        raise Http404(_("Unknown invoice."))
+    line = invoice.lines.filter(position=request.POST.get("position") or 0).first()
+    if line is None:
+        raise Http404(_("Unknown invoice line."))
+    rules = {str(rule.public_id): rule for rule in selectors.pos_manual_rules(branch=branch)}
+    raw_rule = request.POST.get("rule", "")
+    raw_value = request.POST.get("value", "").strip().replace(",", ".")
+    field_key = f"{invoice.public_id}:{line.position}"
+    try:
+        if raw_rule and raw_rule not in rules:
+            raise BillingError(
+                "discount_not_applicable",
+                _("Unknown discount rule “%(value)s”.") % {"value": raw_rule},
+                field="rule",
+            )
+        value = None
+        if raw_value:
+            try:
+                value = Decimal(raw_value)
+            except InvalidOperation as exc:
+                raise BillingError(
+                    "invalid_amount",
+                    _("“%(value)s” is not a number.") % {"value": raw_value},
+                    field="value",
+                ) from exc
+        invoice_line_adjust(actor=request.user, line=line, rule=rules.get(raw_rule), value=value)
+    except BillingError as error:
+        return _render(
+            request,
+            branch,
+            patient=patient,
+            status=400,
+            discount_errors={field_key: str(error.message)},
+        )
     return _back(branch, patient, invoice=str(invoice.public_id))
 
 
