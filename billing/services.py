@@ -405,9 +405,13 @@ def invoice_from_appointments(
     The appointments are one visit or all visits in a period (see ``appointments_to_invoice``);
     cancelled and no-show visits are skipped; each line records the visit's doctor.
     """
+    # Read again: the caller's objects may be stale (a visit cancelled since it was listed).
+    current = Appointment.objects.select_related("status", "branch", "patient", "doctor").filter(
+        pk__in=[appointment.pk for appointment in appointments]
+    )
     visits = [
         appointment
-        for appointment in appointments
+        for appointment in current.order_by("starts_at")
         if appointment.status.code not in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)
     ]
     if not visits:
@@ -639,7 +643,9 @@ def line_outstanding(lines: Sequence[InvoiceLine]) -> dict[int, Decimal]:
     """What each line still lacks; a refunded (not rendered) part is neither owed nor paid."""
     refunded: dict[int, Decimal] = dict(
         PaymentAllocation.objects.filter(
-            line__in=[line.pk for line in lines], payment__kind=PaymentKind.REFUND
+            line__in=[line.pk for line in lines],
+            payment__kind=PaymentKind.REFUND,
+            payment__is_correction=False,
         )
         .values_list("line_id")
         .annotate(amount=Sum("amount"))
@@ -789,19 +795,19 @@ def payment_post(
             )
     planned = _allocations_planned(invoice, allocations, total)
     allocated = sum((amount for _line, amount in planned), ZERO)
-    to_advance = total - from_advance - allocated
-    if to_advance < 0:
+    left_over = total - allocated
+    if from_advance > allocated:
         raise BillingError(
             "advance_for_advance",
             _("The advance cannot pay into the advance: %(value)s is left unallocated.")
-            % {"value": -to_advance},
+            % {"value": from_advance - allocated},
             field="parts",
         )
-    if to_advance and account is None:
+    if left_over and account is None:
         raise BillingError(
             "overpayment",
             _("%(value)s is more than the order lacks; an anonymous order takes no advance.")
-            % {"value": to_advance},
+            % {"value": left_over},
             field="parts",
         )
     try:
@@ -821,7 +827,7 @@ def payment_post(
     if account is not None:
         if invoice is not None and _owed_by_patient(invoice):
             account.debt -= allocated
-        account.advance += to_advance
+        account.advance += left_over - from_advance
         account.save(update_fields=["debt", "advance", "updated_at"])
     receipt_for_payment(payment)
     return payment
@@ -914,6 +920,7 @@ def _document_write(
     idempotency_key: str | None,
     corrects: Payment | None = None,
     reason: str = "",
+    is_correction: bool = False,
 ) -> Payment:
     try:
         # A savepoint only where a racing duplicate can exist: one with the same key.
@@ -928,6 +935,7 @@ def _document_write(
                 total=sum((part.amount for part in parts), ZERO),
                 corrects=corrects,
                 reason=reason,
+                is_correction=is_correction,
                 posted_at=timezone.now(),
                 posted_by=actor,
                 idempotency_key=idempotency_key or None,
@@ -994,6 +1002,7 @@ def refund_post(
     lines: Sequence[tuple[InvoiceLine, Decimal]] = (),
     reason: str,
     idempotency_key: str | None = None,
+    correction: bool = False,
 ) -> Payment:
     """Give money back against a payment: for services not rendered (``lines``) and/or from
     the patient's advance; its own document with its own return receipt.
@@ -1076,13 +1085,17 @@ def refund_post(
             idempotency_key=idempotency_key,
             corrects=locked_payment,
             reason=reason.strip(),
+            is_correction=correction,
         )
     except _AlreadyPosted as posted:
         return posted.payment
     if account is not None:
         kept = sum((p.amount for p in checked if p.method == PaymentMethod.ADVANCE), ZERO)
         account.advance += kept - from_advance
-        account.save(update_fields=["advance", "updated_at"])
+        invoice = locked_payment.invoice
+        if correction and invoice is not None and _owed_by_patient(invoice):
+            account.debt += on_lines  # rendered services: owed again until the new payment
+        account.save(update_fields=["debt", "advance", "updated_at"])
     receipt_for_payment(refund)
     return refund
 
@@ -1143,6 +1156,7 @@ def payment_correct(
         parts=original_parts,
         lines=allocations,
         reason=reason,
+        correction=True,
     )
     replacement = payment_post(
         actor=actor,

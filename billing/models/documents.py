@@ -296,6 +296,15 @@ class Payment(TimeStampedModel):
     idempotency_key = models.CharField(
         _("idempotency key"), max_length=100, null=True, blank=True, editable=False
     )
+    is_correction = models.BooleanField(
+        _("correction"),
+        default=False,
+        editable=False,
+        help_text=_(
+            "A refund that gives back a payment entered with the wrong methods: its services "
+            "were rendered and are paid again by the payment that replaces it."
+        ),
+    )
 
     class Meta:
         verbose_name = _("payment or refund")
