@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
@@ -593,12 +593,6 @@ def pay_view(request: HttpRequest) -> HttpResponse:
             pay_errors={field: str(error.message)},
             pay_values=request.POST,
         )
-    except IntegrityError:
-        # Two submits of one form raced past the key check; the first one's payment stands.
-        if key and selectors.pos_payment_by_key(key) is not None:
-            messages.info(request, _("This payment is already posted."))
-            return _back(branch, patient)
-        raise
     messages.success(
         request,
         _("Payment %(value)s of %(total)s is posted; the receipt is on its way to the register.")
@@ -661,11 +655,6 @@ def refund_view(request: HttpRequest) -> HttpResponse:
             refund_errors=(str(payment.public_id), {field: str(error.message)}),
             refund_values=request.POST,
         )
-    except IntegrityError:
-        if key and selectors.pos_payment_by_key(key) is not None:
-            messages.info(request, _("This refund is already posted."))
-            return _back(branch, patient)
-        raise
     messages.success(
         request,
         _("Refund %(value)s of %(total)s is posted; the return receipt is on its way.")
