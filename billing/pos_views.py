@@ -9,6 +9,7 @@ form carries an idempotency key made when it was rendered, so a double submit po
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from collections.abc import Sequence
@@ -233,6 +234,16 @@ def _render(
                 panel.errors = shift_errors[1]
     shift = selectors.pos_shift_of(branch=branch, cashier=actor)
     receipts = selectors.pos_receipts(branch=branch)
+    today = selectors.pos_today(branch)
+    actions_day, actions_error = today, ""
+    raw_day = request.GET.get("day", "").strip()
+    if raw_day:
+        try:
+            actions_day = datetime.date.fromisoformat(raw_day)
+        except ValueError:
+            actions_error = _("The day “%(value)s” is not a date (YYYY-MM-DD).") % {
+                "value": raw_day
+            }
     query = request.GET.get("q", "").strip()
     found = []
     if query:
@@ -250,9 +261,10 @@ def _render(
         "receipts": receipts,
         "polling": _polling(receipts),
         "receipt_errors": receipt_errors or {},
-        "actions": cashier_actions(
-            actor=actor, cashier=actor, day=selectors.pos_today(branch), zone=branch.zone
-        ),
+        "actions": cashier_actions(actor=actor, cashier=actor, day=actions_day, zone=branch.zone),
+        "actions_day": actions_day,
+        "actions_today": actions_day == today,
+        "actions_error": actions_error,
         "zone": branch.zone,
         "movement_kinds": CashMovementKind.choices,
     }

@@ -11,8 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import include, path, reverse
+from django.utils import timezone
 
 import clinic.urls
 from billing import services, shifts
@@ -624,3 +626,29 @@ def test_a_manual_discount_is_applied_within_its_limit(desk: Desk, patient: Any)
     assert removed.status_code == 303
     invoice.refresh_from_db()
     assert invoice.total == Decimal("2200.00")
+
+
+def test_the_cashiers_actions_of_another_day(desk: Desk, patient: Any, atol: FakeAtol) -> None:
+    import datetime
+
+    from billing.models import CashShift
+
+    shift = open_shift(desk)
+    paid(desk, patient, shift)
+    client = cashier_client(desk)
+    today = client.get(page_url(desk)).content.decode()
+    section = today[today.index("data-cashier-actions") :]
+    assert "Shift opened" in section and "Payment" in section
+    # Move the shift and its documents to a week ago: today is empty, that day shows them.
+    week_ago = timezone.now() - datetime.timedelta(days=7)
+    CashShift.objects.filter(pk=shift.pk).update(opened_at=week_ago)
+    with connection.cursor() as cursor:  # payments are final: move them past their trigger
+        cursor.execute("ALTER TABLE billing_payment DISABLE TRIGGER USER")
+        cursor.execute("UPDATE billing_payment SET posted_at = %s", [week_ago])
+        cursor.execute("ALTER TABLE billing_payment ENABLE TRIGGER USER")
+    assert "data-cashier-actions" not in client.get(page_url(desk)).content.decode()
+    day = timezone.localtime(week_ago, desk.branch.zone).date().isoformat()
+    earlier = client.get(page_url(desk, day=day)).content.decode()
+    assert "data-cashier-actions" in earlier and "Shift opened" in earlier
+    bad = client.get(page_url(desk, day="31.02"))
+    assert "The day “31.02” is not a date (YYYY-MM-DD)." in bad.content.decode()
