@@ -41,7 +41,7 @@ from . import pos_selectors as selectors
 from .errors import BillingError
 from .fiscal import receipt_retry
 from .models import CashMovementKind, InvoiceState, PaymentMethod, ReceiptState
-from .policies import can_take_payment
+from .policies import can_take_payment, can_view_financial_reports
 from .services import (
     PartInput,
     invoice_from_appointments,
@@ -310,13 +310,19 @@ def _render(
                 "discount_errors": discount_errors or {},
             }
         )
+    context["may_view_reports"] = can_view_financial_reports(actor)
     return render(request, "billing/pos/page.html", context, status=status)
 
 
 @require_GET
-@requires(may_take_payment)
+@requires(lambda user: may_take_payment(user) or can_view_financial_reports(user))
 def pos_page(request: HttpRequest) -> HttpResponse:
-    """The cash desk: the shift panel, the patient found, what they owe and the receipts."""
+    """The cash desk: the shift panel, the patient found, what they owe and the receipts.
+
+    An accountant, whose workplace this is without taking payments, goes to the reports.
+    """
+    if not may_take_payment(request.user):
+        return HttpResponseRedirect(reverse("billing_reports:revenue"))
     branch = _branch(request)
     return _render(request, branch, patient=_patient(request, branch))
 

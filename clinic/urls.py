@@ -17,6 +17,7 @@ urlpatterns = [
     path("desk/calls/", include("telephony.urls")),
     path("desk/", include("desk.urls")),
     path("billing/documents/", include("billing.document_urls")),
+    path("billing/reports/", include("billing.report_urls")),
     path("billing/", include("billing.urls")),
     path("pos/", include("billing.pos_urls")),
     path("", include("clinic.web.urls")),

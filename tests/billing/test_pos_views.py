@@ -147,6 +147,15 @@ def test_a_registrar_is_refused_with_403(desk: Desk) -> None:
     assert not CashShift.objects.exists()
 
 
+def test_an_accountant_landing_on_the_cash_desk_goes_to_the_reports(desk: Desk) -> None:
+    client = Client(headers={"accept-language": "en"})
+    client.force_login(desk.accountant)
+    response = client.get(reverse("pos:page"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("billing_reports:revenue")
+    assert client.post(reverse("pos:pay"), {}).status_code == 403
+
+
 def test_anonymous_is_sent_to_the_login_page(desk: Desk) -> None:
     response = Client().get(reverse("pos:page"))
     assert response.status_code == 302
