@@ -7,8 +7,10 @@ class BillingConfig(AppConfig):
     verbose_name = _("Billing")
 
     def ready(self) -> None:
+        from .balances import merge_handling_register
         from .fiscal import fiscal_channel_register
         from .slips import slip_channel_register
 
         fiscal_channel_register()
         slip_channel_register()
+        merge_handling_register()

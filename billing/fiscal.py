@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -52,6 +53,7 @@ from .models import (
     PaymentAllocation,
     PaymentKind,
     PaymentMethod,
+    PaymentPart,
     ReceiptState,
 )
 
@@ -98,27 +100,26 @@ def register_for(payment: Payment) -> CashRegister:
     return register
 
 
-def _payment_task(payment: Payment) -> dict[str, Any]:
+def _payment_task(
+    payment: Payment,
+    parts: Sequence[PaymentPart] | None = None,
+    allocations: Sequence[PaymentAllocation] | None = None,
+) -> dict[str, Any]:
     """The receipt's content: the services paid (or given back) and how the money moved.
 
     Money not tied to an invoice line (an advance paid in or given back) is one "advance" item.
+    The posting service passes the parts and allocations it has just written; otherwise they are
+    read back.
     """
+    if allocations is None:
+        allocations = list(payment.allocations.select_related("line"))
+    if parts is None:
+        parts = list(payment.parts.all())
     items = [
-        {
-            "name": allocation.line.service_name[:128],
-            "price": _money(allocation.amount / allocation.line.quantity)
-            if allocation.amount == allocation.line.amount
-            else _money(allocation.amount),
-            "quantity": str(
-                allocation.line.quantity if allocation.amount == allocation.line.amount else 1
-            ),
-            "amount": _money(allocation.amount),
-            "tax": _tax(allocation.line.tax_mode),
-        }
-        for allocation in payment.allocations.select_related("line").order_by("line__position")
+        _item(allocation)
+        for allocation in sorted(allocations, key=lambda allocation: allocation.line.position)
     ]
-    parts = list(payment.parts.all())
-    allocated = sum((Decimal(item["amount"]) for item in items), Decimal("0"))
+    allocated = sum((allocation.amount for allocation in allocations), Decimal("0"))
     unallocated = payment.total - allocated
     if unallocated > 0:
         items.append(
@@ -197,7 +198,8 @@ def _queue(
     payment: Payment | None = None,
     cash_movement: CashMovement | None = None,
 ) -> FiscalReceipt:
-    receipt = FiscalReceipt.objects.create(
+    """Write the receipt and its outbox message (the message first: the receipt points at it)."""
+    receipt = FiscalReceipt(
         register=register,
         shift=shift,
         operation=operation,
@@ -205,26 +207,36 @@ def _queue(
         cash_movement=cash_movement,
         task=task,
     )
-    _enqueue(receipt)
+    receipt.outbox_message = _message_for(receipt)
+    receipt.save(force_insert=True)
     return receipt
 
 
-def _enqueue(receipt: FiscalReceipt) -> None:
-    message = outbox_enqueue(
+def _message_for(receipt: FiscalReceipt) -> OutboxMessage:
+    """The outbox message that prints the receipt under its current task uuid (a new key)."""
+    return outbox_enqueue(
         channel=FISCAL_CHANNEL,
         payload={"receipt": str(receipt.public_id)},
         idempotency_key=f"fiscal:{receipt.task_uuid}",
         subject=f"{receipt.get_operation_display()} {receipt.public_id}",
+        key_is_new=True,
     )
-    receipt.outbox_message = message
+
+
+def _enqueue(receipt: FiscalReceipt) -> None:
+    receipt.outbox_message = _message_for(receipt)
     receipt.save(update_fields=["outbox_message", "updated_at"])
 
 
-def receipt_for_payment(payment: Payment) -> FiscalReceipt:
+def receipt_for_payment(
+    payment: Payment,
+    parts: Sequence[PaymentPart] | None = None,
+    allocations: Sequence[PaymentAllocation] | None = None,
+) -> FiscalReceipt:
     """Queue the one receipt of a payment or refund (call in the posting transaction)."""
     from .slips import slip_queue
 
-    task = _payment_task(payment)
+    task = _payment_task(payment, parts, allocations)
     register = register_for(payment)
     slip_queue(payment, register)
     return _queue(

@@ -25,7 +25,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import Case, DecimalField, F, Max, Q, Sum, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -640,22 +640,27 @@ def line_paid(line_ids: Iterable[int]) -> dict[int, Decimal]:
 
 
 def line_outstanding(lines: Sequence[InvoiceLine]) -> dict[int, Decimal]:
-    """What each line still lacks; a refunded (not rendered) part is neither owed nor paid."""
-    refunded: dict[int, Decimal] = dict(
-        PaymentAllocation.objects.filter(
-            line__in=[line.pk for line in lines],
-            payment__kind=PaymentKind.REFUND,
-            payment__is_correction=False,
+    """What each line still lacks, in one query.
+
+    A refund for a service not rendered takes the part off both what is owed and what is paid,
+    so it leaves the line's gap as it was; a correction's refund gives the money back for a
+    rendered service, which is owed again. Hence: amount − payments + corrections' refunds.
+    """
+    settled = Sum(
+        Case(
+            When(payment__kind=PaymentKind.PAYMENT, then=F("amount")),
+            When(payment__is_correction=True, then=-F("amount")),
+            default=Value(ZERO),
+            output_field=DecimalField(max_digits=12, decimal_places=2),
         )
-        .values_list("line_id")
-        .annotate(amount=Sum("amount"))
-        .values_list("line_id", "amount")
     )
-    paid = line_paid(line.pk for line in lines)
-    return {
-        line.pk: line.amount - refunded.get(line.pk, ZERO) - paid.get(line.pk, ZERO)
-        for line in lines
-    }
+    covered: dict[int, Decimal] = dict(
+        PaymentAllocation.objects.filter(line__in=[line.pk for line in lines])
+        .values_list("line_id")
+        .annotate(settled=settled)
+        .values_list("line_id", "settled")
+    )
+    return {line.pk: line.amount - covered.get(line.pk, ZERO) for line in lines}
 
 
 def invoice_outstanding(invoice: Invoice) -> Decimal:
@@ -773,7 +778,11 @@ def payment_post(
     checked = _parts_checked(parts)
     _shift_checked(shift, checked, branch)
     if invoice is not None:
-        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        invoice = (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("patient")
+            .get(pk=invoice.pk)
+        )
         _payable_check(invoice, branch)
         patient = invoice.patient if invoice.patient_id is not None else patient
     if patient is None and invoice is None:
@@ -811,7 +820,7 @@ def payment_post(
             field="parts",
         )
     try:
-        payment = _document_write(
+        written = _document_write(
             actor=actor,
             branch=branch,
             shift=shift,
@@ -824,12 +833,13 @@ def payment_post(
         )
     except _AlreadyPosted as posted:
         return posted.payment
+    payment = written.payment
     if account is not None:
         if invoice is not None and _owed_by_patient(invoice):
             account.debt -= allocated
         account.advance += left_over - from_advance
         account.save(update_fields=["debt", "advance", "updated_at"])
-    receipt_for_payment(payment)
+    receipt_for_payment(payment, written.parts, written.allocations)
     return payment
 
 
@@ -907,6 +917,16 @@ def _allocations_planned(
     return planned
 
 
+@dataclass(frozen=True)
+class Written:
+    """A document just written with its parts and allocations (the receipt is built from them
+    without reading them back)."""
+
+    payment: Payment
+    parts: list[PaymentPart]
+    allocations: list[PaymentAllocation]
+
+
 def _document_write(
     *,
     actor: Any,
@@ -921,7 +941,7 @@ def _document_write(
     corrects: Payment | None = None,
     reason: str = "",
     is_correction: bool = False,
-) -> Payment:
+) -> Written:
     try:
         # A savepoint only where a racing duplicate can exist: one with the same key.
         with transaction.atomic() if idempotency_key else contextlib.nullcontext():
@@ -945,7 +965,7 @@ def _document_write(
         if idempotency_key and (found := _existing(idempotency_key)) is not None:
             raise _AlreadyPosted(found) from None
         raise
-    PaymentPart.objects.bulk_create(
+    written_parts = PaymentPart.objects.bulk_create(
         PaymentPart(
             payment=payment,
             method=part.method,
@@ -955,10 +975,10 @@ def _document_write(
         )
         for part in parts
     )
-    PaymentAllocation.objects.bulk_create(
+    written_allocations = PaymentAllocation.objects.bulk_create(
         PaymentAllocation(payment=payment, line=line, amount=amount) for line, amount in planned
     )
-    return payment
+    return Written(payment, written_parts, written_allocations)
 
 
 def refundable_by_method(payment: Payment) -> dict[str, Decimal]:
@@ -1073,7 +1093,7 @@ def refund_post(
             field="parts",
         )
     try:
-        refund = _document_write(
+        written = _document_write(
             actor=actor,
             branch=branch,
             shift=shift,
@@ -1089,6 +1109,7 @@ def refund_post(
         )
     except _AlreadyPosted as posted:
         return posted.payment
+    refund = written.payment
     if account is not None:
         kept = sum((p.amount for p in checked if p.method == PaymentMethod.ADVANCE), ZERO)
         account.advance += kept - from_advance
@@ -1096,7 +1117,7 @@ def refund_post(
         if correction and invoice is not None and _owed_by_patient(invoice):
             account.debt += on_lines  # rendered services: owed again until the new payment
         account.save(update_fields=["debt", "advance", "updated_at"])
-    receipt_for_payment(refund)
+    receipt_for_payment(refund, written.parts, written.allocations)
     return refund
 
 
@@ -1141,6 +1162,16 @@ def payment_correct(
 ) -> tuple[Payment, Payment]:
     """Put right a payment entered with the wrong methods: a refund of it and a new payment,
     each its own document and receipt; the original stays as it was."""
+    if Payment.objects.filter(corrects=payment).exists():
+        raise BillingError(
+            "payment_partly_refunded",
+            _(
+                "Payment %(value)s already has refunds: refund what is left of it and post "
+                "the payment again instead."
+            )
+            % {"value": payment.number},
+            field="payment",
+        )
     allocations = [
         (allocation.line, allocation.amount)
         for allocation in payment.allocations.select_related("line")

@@ -47,6 +47,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,25 @@ def merge_mover_register(
     return mover
 
 
+MergeHook = Callable[[Person, Person], None]
+_hooks: dict[str, MergeHook] = {}
+_hook_relations: set[str] = set()
+
+
+def merge_hook_register(label: str, hook: MergeHook, *, handles: tuple[str, ...] = ()) -> None:
+    """Have merges and unmerges call ``hook(survivor, merged)`` after the rows have moved, in
+    the same transaction: for what is derived from the rows rather than moved with them (a
+    balance recomputed from the documents). ``handles`` names the foreign keys to Person
+    (``app.Model.field``) the hook takes care of, so that they do not count as forgotten."""
+    _hooks[label] = hook
+    _hook_relations.update(handles)
+
+
+def _run_hooks(survivor: Person, merged: Person) -> None:
+    for hook in _hooks.values():
+        hook(survivor, merged)
+
+
 def merge_movers() -> list[Mover]:
     """The registered movers, in the order merges apply them (unmerge goes in reverse)."""
     return list(_movers.values())
@@ -148,7 +168,7 @@ def merge_unhandled_relations() -> list[str]:
         if not isinstance(model, type) or issubclass(model, pghistory.models.Event):
             continue
         name = f"{model._meta.label}.{relation.field.name}"
-        if name not in handled and name not in NOT_MOVED:
+        if name not in handled and name not in NOT_MOVED and name not in _hook_relations:
             unhandled.append(name)
     return sorted(unhandled)
 
@@ -213,6 +233,7 @@ def person_merge(*, actor: Any, survivor: Person, merged: Person, reason: str) -
         merged.save(update_fields=["merged_into", "updated_at"])
         merge.moved = moved
         merge.save()
+        _run_hooks(survivor, merged)
     return merge
 
 
@@ -259,6 +280,7 @@ def person_unmerge(*, actor: Any, merge: PersonMerge) -> Person:
                 not_returned[label] = left
         _clear_filled_fields(survivor, moved.get("filled", {}))
         _restore(merged, merge.merged_snapshot)
+        _run_hooks(survivor, merged)
         moved["not_returned"] = not_returned
         merge.moved = moved
         merge.undone_at = timezone.now()

@@ -331,7 +331,12 @@ class Payment(TimeStampedModel):
             ),
         ]
         triggers = [
-            pgtrigger.Protect(name="billing_payment_is_final", operation=pgtrigger.Update),
+            # Final, but for whose it is: merging duplicate patients moves it to the survivor.
+            pgtrigger.Protect(
+                name="billing_payment_is_final",
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(exclude=["patient", "updated_at"]),
+            ),
             pgtrigger.Protect(name="billing_payment_not_deleted", operation=pgtrigger.Delete),
         ]
 

@@ -40,13 +40,27 @@ def outbox_enqueue(
     idempotency_key: str | None = None,
     subject: str = "",
     not_before: datetime | None = None,
+    key_is_new: bool = False,
 ) -> OutboxMessage:
     """Write a message in the caller's transaction; it is sent only if that transaction commits.
 
     The idempotency key (a new UUID unless the caller derives one from its document) exists
-    before the first attempt. Enqueueing the same key again returns the existing message.
+    before the first attempt. Enqueueing the same key again returns the existing message;
+    ``key_is_new`` says the caller made the key just now (from a fresh uuid), which saves the
+    lookup.
     """
     key = idempotency_key or str(uuid.uuid4())
+    if key_is_new or idempotency_key is None:
+        # A key made just now (a fresh uuid) cannot exist yet: one INSERT, no savepoints.
+        message = OutboxMessage.objects.create(
+            idempotency_key=key,
+            channel=channel,
+            payload=payload,
+            subject=subject[:200],
+            next_attempt_at=not_before or timezone.now(),
+        )
+        transaction.on_commit(lambda: _kick_relay(channel))
+        return message
     with transaction.atomic():
         message, created = OutboxMessage.objects.get_or_create(
             idempotency_key=key,

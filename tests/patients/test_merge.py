@@ -213,6 +213,10 @@ def test_merge_moves_contacts_consents_cards_and_relations_to_the_survivor(
         "appointments": [],
         "waitlist_entries": [],
         "planned_calls": [],
+        "invoices": [],
+        "payments": [],
+        "contracts": [],
+        "guarantee_letters": [],
     }
     assert merge.moved["kept"] == {}
     assert merge.moved["skipped"] == {}

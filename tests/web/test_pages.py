@@ -42,6 +42,8 @@ PASSWORD = "correct-horse-battery"
 
 # The workplaces served by the shell itself (the administration is Django's admin).
 WEB_WORKPLACES = [Workplace.DESK, Workplace.DOCTOR, Workplace.POS, Workplace.LAB]
+# Workplaces whose landing page is the shell's own; the cash desk's is billing's POS page.
+SHELL_WORKPLACES = [Workplace.DESK, Workplace.DOCTOR, Workplace.LAB]
 
 # Which of those each role opens, written out so that a change of the matrix shows up here.
 OPENS: dict[str, set[str]] = {
@@ -195,13 +197,32 @@ def test_written_out_tables_match_the_role_matrix() -> None:
 def test_workplace_urls_are_the_routed_ones() -> None:
     from django.urls import reverse
 
-    assert {code: WORKPLACE_URLS[code] for code in WEB_WORKPLACES} == {
-        code: reverse(f"web:{code}") for code in WEB_WORKPLACES
+    assert {code: WORKPLACE_URLS[code] for code in SHELL_WORKPLACES} == {
+        code: reverse(f"web:{code}") for code in SHELL_WORKPLACES
     }
+    assert reverse("pos:page") == WORKPLACE_URLS[Workplace.POS]
     assert reverse("admin:index") == WORKPLACE_URLS[Workplace.ADMIN]
 
 
-@pytest.mark.parametrize("workplace", WEB_WORKPLACES)
+@pytest.mark.parametrize("role", list(Role))
+def test_the_cash_desk_opens_for_cashiers_and_sends_accountants_to_the_reports(
+    en_client: Client, staff_in: Callable[..., Staff], role: str
+) -> None:
+    staff_in(role, en_client)
+    response = en_client.get(WORKPLACE_URLS[Workplace.POS])
+    if role == Role.CASHIER:
+        assert response.status_code == 200
+        assert response.templates[0].name == "billing/pos/page.html"
+        assert_csp_clean(response.content)
+    elif role == Role.ACCOUNTANT:
+        assert response.status_code == 302
+        assert response["Location"] == "/billing/reports/revenue/"
+    else:
+        assert Workplace.POS not in OPENS[role]
+        assert response.status_code == 403
+
+
+@pytest.mark.parametrize("workplace", SHELL_WORKPLACES)
 @pytest.mark.parametrize("role", list(Role))
 def test_workplace_page_opens_only_for_roles_it_belongs_to(
     en_client: Client, staff_in: Callable[..., Staff], role: str, workplace: str
