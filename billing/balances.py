@@ -89,9 +89,7 @@ def patient_account_rebuild(*, organization_id: int, patient_id: int) -> Patient
     from .services import account_locked
 
     account = account_locked(organization_id, patient_id)
-    debt, advance = patient_balance_computed(
-        organization_id=organization_id, patient_id=patient_id
-    )
+    debt, advance = patient_balance_computed(organization_id=organization_id, patient_id=patient_id)
     # Spent more advance than the documents now give (an unmerge took back money another
     # record paid in): the shortfall is owed.
     account.debt, account.advance = debt + max(-advance, ZERO), max(advance, ZERO)
