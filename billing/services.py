@@ -25,7 +25,19 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DecimalField, F, Max, Q, Sum, Value, When
+from django.db.models import (
+    Case,
+    DecimalField,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -639,14 +651,14 @@ def line_paid(line_ids: Iterable[int]) -> dict[int, Decimal]:
     return paid
 
 
-def line_outstanding(lines: Sequence[InvoiceLine]) -> dict[int, Decimal]:
-    """What each line still lacks, in one query.
+def _settled() -> Sum:
+    """What allocations settle of a line: payments, less the refunds that corrected one.
 
     A refund for a service not rendered takes the part off both what is owed and what is paid,
     so it leaves the line's gap as it was; a correction's refund gives the money back for a
-    rendered service, which is owed again. Hence: amount − payments + corrections' refunds.
+    rendered service, which is owed again. A line lacks: amount − payments + corrections.
     """
-    settled = Sum(
+    return Sum(
         Case(
             When(payment__kind=PaymentKind.PAYMENT, then=F("amount")),
             When(payment__is_correction=True, then=-F("amount")),
@@ -654,13 +666,37 @@ def line_outstanding(lines: Sequence[InvoiceLine]) -> dict[int, Decimal]:
             output_field=DecimalField(max_digits=12, decimal_places=2),
         )
     )
+
+
+def line_outstanding(lines: Sequence[InvoiceLine]) -> dict[int, Decimal]:
+    """What each line still lacks (see ``_settled``), in one query."""
     covered: dict[int, Decimal] = dict(
         PaymentAllocation.objects.filter(line__in=[line.pk for line in lines])
         .values_list("line_id")
-        .annotate(settled=settled)
+        .annotate(settled=_settled())
         .values_list("line_id", "settled")
     )
     return {line.pk: line.amount - covered.get(line.pk, ZERO) for line in lines}
+
+
+def lines_with_outstanding(invoice: Invoice) -> tuple[list[InvoiceLine], dict[int, Decimal]]:
+    """The invoice's lines in order and what each lacks, read together in one query."""
+    settled = (
+        PaymentAllocation.objects.filter(line=OuterRef("pk"))
+        .values("line")
+        .annotate(settled=_settled())
+        .values("settled")
+    )
+    money: DecimalField[Decimal, Decimal] = DecimalField(max_digits=12, decimal_places=2)
+    annotated = invoice.lines.order_by("position").annotate(
+        settled=Coalesce(Subquery(settled), Value(ZERO), output_field=money)
+    )
+    lines: list[InvoiceLine] = []
+    outstanding: dict[int, Decimal] = {}
+    for line in annotated:
+        lines.append(line)
+        outstanding[line.pk] = line.amount - line.settled
+    return lines, outstanding
 
 
 def invoice_outstanding(invoice: Invoice) -> Decimal:
@@ -878,8 +914,7 @@ def _allocations_planned(
                 "invoice_required", _("Choose the invoice the lines are on."), field="invoice"
             )
         return []
-    lines = list(invoice.lines.order_by("position"))
-    outstanding = line_outstanding(lines)
+    lines, outstanding = lines_with_outstanding(invoice)
     if allocations is None:
         planned = []
         left = total

@@ -308,7 +308,7 @@ def test_lookup_costs_a_fixed_number_of_queries_and_is_capped(
     organization = clinic["organization"]
     general = price_list(clinic)
     own = price_list(clinic, branch=clinic["branch"])
-    groups = [ServiceGroupFactory(organization=organization) for _ in range(3)]
+    groups = [ServiceGroupFactory(organization=organization, name=name) for name in "ABC"]
     for number in range(150):
         service = ServiceFactory(organization=organization, code=f"S{number:03d}")
         ServiceBillingFactory(service=service, group=groups[number % 3])
