@@ -84,8 +84,8 @@ def _money(value: Decimal) -> str:
 def register_for(payment: Payment) -> CashRegister:
     """The register that prints a payment's receipt: its shift's, else the branch's cloud
     register (online payments), else the branch's first active register."""
-    if payment.shift_id is not None:
-        return CashShift.objects.select_related("register").get(pk=payment.shift_id).register
+    if payment.shift is not None:
+        return payment.shift.register  # loaded with the shift by the posting service
     registers = CashRegister.objects.filter(branch_id=payment.branch_id, is_active=True)
     register = (
         registers.filter(driver=FiscalDriverKind.ATOL_ONLINE).order_by("pk").first()

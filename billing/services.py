@@ -50,6 +50,7 @@ from .errors import BillingError
 from .models import (
     AdjustmentKind,
     AdjustmentMethod,
+    CashRegister,
     CashShift,
     Contract,
     DiscountRule,
@@ -64,6 +65,7 @@ from .models import (
     PaymentMethod,
     PaymentPart,
     ServiceBilling,
+    ShiftState,
     TaxMode,
 )
 from .selectors import price_for
@@ -746,11 +748,12 @@ def _shift_checked(shift: CashShift | None, parts: Sequence[PartInput], branch: 
             )
         return
     # FOR SHARE: postings at one register do not wait for each other, but closing the shift
-    # (FOR UPDATE) waits for them, and a posting after the close sees it closed.
-    current = next(
+    # (FOR UPDATE) waits for them, and a posting after the close sees it closed. The register
+    # comes in the same statement: the receipt needs it.
+    register = next(
         iter(
-            CashShift.objects.raw(
-                "SELECT shift.*, register.branch_id AS register_branch_id"
+            CashRegister.objects.raw(
+                "SELECT register.*, shift.state AS shift_state, shift.opened_at AS shift_opened_at"
                 " FROM billing_cashshift shift"
                 " JOIN billing_cashregister register ON register.id = shift.register_id"
                 " WHERE shift.id = %s FOR SHARE OF shift",
@@ -758,20 +761,21 @@ def _shift_checked(shift: CashShift | None, parts: Sequence[PartInput], branch: 
             )
         )
     )
-    if not current.is_open:
+    state, opened_at = register.shift_state, register.shift_opened_at  # type: ignore[attr-defined]
+    if state != ShiftState.OPEN:
         raise BillingError(
             "shift_closed",
             _("The cash shift of %(value)s is closed.")
-            % {"value": current.opened_at.astimezone(branch.zone).strftime("%d.%m.%Y %H:%M")},
+            % {"value": opened_at.astimezone(branch.zone).strftime("%d.%m.%Y %H:%M")},
             field="shift",
         )
-    if getattr(current, "register_branch_id", None) != branch.pk:
+    if register.branch_id != branch.pk:
         raise BillingError(
             "shift_other_branch",
-            _("The cash register %(value)s is in another branch.")
-            % {"value": current.register.name},
+            _("The cash register %(value)s is in another branch.") % {"value": register.name},
             field="shift",
         )
+    shift.register = register  # the receipt's register, without another query
 
 
 class _AlreadyPosted(Exception):

@@ -30,6 +30,7 @@ def slip_queue(payment: Payment, register: CashRegister) -> None:
         payload={"payment": str(payment.public_id), "register": str(register.public_id)},
         idempotency_key=f"slip:{payment.public_id}",
         subject=f"{payment.get_kind_display()} {payment.number}",
+        key_is_new=True,  # the payment was written in this transaction
     )
 
 
