@@ -70,6 +70,14 @@ class RegisterPanel:
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
+    def drawer_left(self) -> str:
+        """The cash the last shift left in the drawer: what the register still counts, so the
+        next shift opens with it (new change money is a cash in)."""
+        if self.last_closed is None:
+            return "0.00"
+        return str((self.last_closed.totals or {}).get("cash_in_drawer", "0.00"))
+
+    @property
     def reconciliation_rows(self) -> list[tuple[Any, dict[str, str]]]:
         """The last closed shift's comparison with the Z report, counter by counter."""
         if self.last_closed is None:

@@ -661,3 +661,20 @@ def test_the_cashiers_actions_of_another_day(desk: Desk, patient: Any, atol: Fak
     assert "data-cashier-actions" in earlier and "Shift opened" in earlier
     bad = client.get(page_url(desk, day="31.02"))
     assert "The day “31.02” is not a date (YYYY-MM-DD)." in bad.content.decode()
+
+
+def test_the_next_shift_opens_with_what_the_last_left_in_the_drawer(
+    desk: Desk, patient: Any, atol: FakeAtol
+) -> None:
+    client = cashier_client(desk)
+    assert 'value="0.00" data-opening-cash' in client.get(page_url(desk)).content.decode()
+    shift = open_shift(desk)  # 500 at opening
+    paid(desk, patient, shift)
+    relay()
+    shifts.shift_close(actor=desk.cashier, shift=shift)
+    relay()
+    shift.refresh_from_db()
+    left = shift.totals["cash_in_drawer"]
+    assert Decimal(left) > Decimal("500")
+    html = client.get(page_url(desk)).content.decode()
+    assert f'value="{left}" data-opening-cash' in html
