@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "lab",
     "integrations",
     "devices",
+    "portal",
 ]
 
 MIDDLEWARE = [

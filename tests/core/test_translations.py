@@ -22,6 +22,7 @@ SOURCE_DIRS = [
     "lab",
     "integrations",
     "devices",
+    "portal",
     "templates",
 ]
 
