@@ -1,6 +1,6 @@
 """Reads of the price list: the price of a service for a visit, and the booking form's lookup.
 
-Which price applies (``price_for`` and ``price_lookup`` share the rule, in ``_priced``):
+Which price applies (``price_for`` and ``price_lookup`` share the rule, in ``prices_in_force``):
 
 1. A contract valid on the date whose price list is active and valid on the date: that list and
    nothing else. A service missing from it is not covered by the contract and has no price
@@ -62,7 +62,7 @@ def _valid_lists(day: datetime.date) -> Q:
     )
 
 
-def _priced(
+def prices_in_force(
     *, branch: Branch, on_date: datetime.date, payer_kind: str, contract: Contract | None
 ) -> QuerySet[Price]:
     """Prices of the lists that apply (see the module's docstring), best first for a service.
@@ -85,7 +85,7 @@ def _priced(
             payer_kind=payer_kind,
             contracts__isnull=True,
         )
-    return Price.objects.filter(price_list__in=lists).order_by(*_priority())
+    return Price.objects.filter(price_list__in=lists).order_by(*price_priority())
 
 
 def price_for(
@@ -98,7 +98,7 @@ def price_for(
 ) -> Price | None:
     """The price of ``service`` for a visit on ``on_date`` (None: no price); one query."""
     return (
-        _priced(branch=branch, on_date=on_date, payer_kind=payer_kind, contract=contract)
+        prices_in_force(branch=branch, on_date=on_date, payer_kind=payer_kind, contract=contract)
         .filter(service=service)
         .select_related("price_list")
         .first()
@@ -162,9 +162,9 @@ def price_lookup(
     if not found:
         return []
     amounts: dict[int, Decimal] = dict(
-        _priced(branch=branch, on_date=on_date, payer_kind=payer_kind, contract=contract)
+        prices_in_force(branch=branch, on_date=on_date, payer_kind=payer_kind, contract=contract)
         .filter(service__in=[service.pk for service in found])
-        .order_by("service_id", *_priority())
+        .order_by("service_id", *price_priority())
         .distinct("service_id")
         .values_list("service_id", "amount")
     )
@@ -181,7 +181,7 @@ def price_lookup(
     ]
 
 
-def _priority() -> list[Any]:
+def price_priority() -> list[Any]:
     """Best price list first for one service: the branch's own, then the latest start.
 
     The lookup puts ``service_id`` before it because PostgreSQL's DISTINCT ON needs the

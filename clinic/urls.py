@@ -20,5 +20,7 @@ urlpatterns = [
     path("billing/reports/", include("billing.report_urls")),
     path("billing/", include("billing.urls")),
     path("pos/", include("billing.pos_urls")),
+    path("fhir/", include("integrations.website.fhir_urls")),
+    path("website/", include("integrations.website.export_urls")),
     path("", include("clinic.web.urls")),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 
 from .models import Branch, Department, Organization, Room, RoomType, Specialty
@@ -177,6 +178,18 @@ def demo_load() -> bool:
         if role == Role.ADMINISTRATOR and staff.user is not None:
             staff.user.is_staff = True
             staff.user.save(update_fields=["is_staff"])
+    if settings.WEBSITE_BOOKING_USERNAME:
+        # The account public bookings are made as (the website's FHIR API, the portal): a
+        # registrar in every branch, with no password, so nobody logs in with it.
+        staff_create(
+            organization=organization,
+            last_name="Сайт",
+            first_name="Онлайн-запись",
+            position="Учётная запись онлайн-записи",
+            branches=branches,
+            roles=[Role.REGISTRAR],
+            username=settings.WEBSITE_BOOKING_USERNAME,
+        )
     _scheduling_demo_load(organization)
     return True
 

@@ -271,3 +271,6 @@ LOGGING = {
 }
 
 DEMO_MODE = env_bool("CLINIC_DEMO_MODE", True)
+# The login public bookings (the website's FHIR API, the portal) are made as: a staff account with
+# the registrar role in the branches open to online booking. Empty: public booking is off.
+WEBSITE_BOOKING_USERNAME = env_str("CLINIC_WEBSITE_BOOKING_USER", "website")

@@ -191,6 +191,10 @@ def test_demo_data_is_complete_and_loads_once() -> None:
         user = User.objects.get(username=login.username)
         assert user.check_password(login.password)
         assert list(user.groups.values_list("name", flat=True)) == [login.role]
+    website = User.objects.get(username="website")  # public bookings are made as this account
+    assert not website.has_usable_password()
+    assert list(website.groups.values_list("name", flat=True)) == [Role.REGISTRAR]
+    assert website.staff.branches.count() == 2
 
 
 def test_production_settings_pass_check_deploy() -> None:
