@@ -1,8 +1,10 @@
 """Fiscal receipts: queued with the document, printed through the outbox, exactly once.
 
-``receipt_for_payment`` (and the cash and shift variants) runs inside the posting transaction: it
-writes the ``FiscalReceipt`` with the task's uuid and the exact task to print, and an outbox
-message keyed by that uuid. Nothing reaches the register unless the document commits.
+``receipt_prepare`` gives the posting service a payment's ``FiscalReceipt`` (with the task's
+uuid and the exact task to print) and the outbox message keyed by that uuid, which it writes in
+the statement that writes the payment; ``receipt_for_movement`` and ``receipt_for_shift`` write
+theirs in the transaction of the cash movement or the shift. Nothing reaches the register unless
+the document commits.
 
 ``fiscal_deliver`` is the outbox handler of the ``fiscal`` channel. It sends the task with its
 uuid; the register (web server or cloud) keeps tasks by uuid, so a retry after a crash, a lost
@@ -228,26 +230,30 @@ def _enqueue(receipt: FiscalReceipt) -> None:
     receipt.save(update_fields=["outbox_message", "updated_at"])
 
 
-def receipt_for_payment(
+def receipt_prepare(
     payment: Payment,
-    parts: Sequence[PaymentPart] | None = None,
-    allocations: Sequence[PaymentAllocation] | None = None,
-) -> FiscalReceipt:
-    """Queue the one receipt of a payment or refund (call in the posting transaction)."""
-    from .slips import slip_queue
-
-    task = _payment_task(payment, parts, allocations)
-    register = register_for(payment)
-    slip_queue(payment, register)
-    return _queue(
-        register=register,
+    parts: Sequence[PaymentPart],
+    allocations: Sequence[PaymentAllocation],
+) -> tuple[FiscalReceipt, OutboxMessage]:
+    """The one receipt of a payment or refund and the outbox message that prints it, not yet
+    saved: the posting service writes them in the statement that writes the payment (their
+    task uuid and public id exist from here on, before any attempt)."""
+    receipt = FiscalReceipt(
+        register=register_for(payment),
         shift=payment.shift,
         operation=FiscalOperationKind.SELL_RETURN
         if payment.kind == PaymentKind.REFUND
         else FiscalOperationKind.SELL,
-        task=task,
         payment=payment,
+        task=_payment_task(payment, parts, allocations),
     )
+    message = OutboxMessage(
+        channel=FISCAL_CHANNEL,
+        payload={"receipt": str(receipt.public_id)},
+        idempotency_key=f"fiscal:{receipt.task_uuid}",
+        subject=f"{receipt.get_operation_display()} {receipt.public_id}",
+    )
+    return receipt, message
 
 
 def receipt_for_movement(movement: CashMovement) -> FiscalReceipt:

@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import (
     Case,
     DecimalField,
@@ -37,11 +37,14 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.core.models import Branch
+from clinic.core.sql import insert_returning_id, saved_as
+from clinic.outbox.services import outbox_relay_on_commit
 from patients.models import Person
 from scheduling.models import Appointment, AppointmentStatus, PayerKind, Service
 
@@ -69,6 +72,7 @@ from .models import (
     TaxMode,
 )
 from .selectors import price_for
+from .slips import slip_queue
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
@@ -810,7 +814,6 @@ def payment_post(
     is left goes to the patient's advance. ``idempotency_key`` makes a double-submitted form post
     one payment. Queues the payment's fiscal receipt in the same transaction.
     """
-    from .fiscal import receipt_for_payment
 
     _require(policies.can_take_payment(actor, branch))
     if (found := _existing(idempotency_key)) is not None:
@@ -859,8 +862,16 @@ def payment_post(
             % {"value": left_over},
             field="parts",
         )
+    balance = None
+    if account is not None:
+        owed = invoice is not None and _owed_by_patient(invoice)
+        balance = Balance(
+            account,
+            debt=account.debt - allocated if owed else account.debt,
+            advance=account.advance + left_over - from_advance,
+        )
     try:
-        written = _document_write(
+        return _document_write(
             actor=actor,
             branch=branch,
             shift=shift,
@@ -870,17 +881,10 @@ def payment_post(
             parts=checked,
             planned=planned,
             idempotency_key=idempotency_key,
+            balance=balance,
         )
     except _AlreadyPosted as posted:
         return posted.payment
-    payment = written.payment
-    if account is not None:
-        if invoice is not None and _owed_by_patient(invoice):
-            account.debt -= allocated
-        account.advance += left_over - from_advance
-        account.save(update_fields=["debt", "advance", "updated_at"])
-    receipt_for_payment(payment, written.parts, written.allocations)
-    return payment
 
 
 def _payable_check(invoice: Invoice, branch: Branch) -> None:
@@ -956,14 +960,41 @@ def _allocations_planned(
     return planned
 
 
-@dataclass(frozen=True)
-class Written:
-    """A document just written with its parts and allocations (the receipt is built from them
-    without reading them back)."""
+# A payment or refund with its parts, allocations, the patient's new balance, its receipt and the
+# receipt's outbox message, in one statement (one round trip; all or nothing). ``{payment}``,
+# ``{message}`` and ``{receipt}`` are the rows' INSERT ... RETURNING id from Django's compiler;
+# the receipt takes the payment's and the message's ids from their CTEs.
+DOCUMENT_WRITE_SQL = f"""
+    WITH payment AS ({{payment}}),
+    parts AS (
+      INSERT INTO {PaymentPart._meta.db_table}
+        (payment_id, method, amount, card_rrn, card_auth_code)
+      SELECT payment.id, part.method, part.amount, part.rrn, part.auth
+      FROM payment, unnest(%s::varchar[], %s::numeric[], %s::varchar[], %s::varchar[])
+        AS part(method, amount, rrn, auth)
+    ),
+    allocations AS (
+      INSERT INTO {PaymentAllocation._meta.db_table} (payment_id, line_id, amount)
+      SELECT payment.id, allocation.line, allocation.amount
+      FROM payment, unnest(%s::bigint[], %s::numeric[]) AS allocation(line, amount)
+    ),
+    account AS (
+      UPDATE {PatientAccount._meta.db_table} SET debt = %s, advance = %s, updated_at = %s
+      WHERE id = %s
+    ),
+    message AS ({{message}}),
+    receipt AS ({{receipt}})
+    SELECT (SELECT id FROM payment), (SELECT id FROM message), (SELECT id FROM receipt)
+"""  # noqa: S608 (table names from the models)
 
-    payment: Payment
-    parts: list[PaymentPart]
-    allocations: list[PaymentAllocation]
+
+@dataclass(frozen=True)
+class Balance:
+    """A patient's balance after the document, written with it."""
+
+    account: PatientAccount
+    debt: Decimal
+    advance: Decimal
 
 
 def _document_write(
@@ -977,34 +1008,31 @@ def _document_write(
     parts: Sequence[PartInput],
     planned: Sequence[tuple[InvoiceLine, Decimal]],
     idempotency_key: str | None,
+    balance: Balance | None,
     corrects: Payment | None = None,
     reason: str = "",
     is_correction: bool = False,
-) -> Written:
-    try:
-        # A savepoint only where a racing duplicate can exist: one with the same key.
-        with transaction.atomic() if idempotency_key else contextlib.nullcontext():
-            payment = Payment.objects.create(
-                organization_id=branch.organization_id,
-                branch=branch,
-                kind=kind,
-                patient=patient,
-                invoice=invoice,
-                shift=shift,
-                total=sum((part.amount for part in parts), ZERO),
-                corrects=corrects,
-                reason=reason,
-                is_correction=is_correction,
-                posted_at=timezone.now(),
-                posted_by=actor,
-                idempotency_key=idempotency_key or None,
-            )
-    except IntegrityError:
-        # The same form submitted twice at once: the other request posted it first.
-        if idempotency_key and (found := _existing(idempotency_key)) is not None:
-            raise _AlreadyPosted(found) from None
-        raise
-    written_parts = PaymentPart.objects.bulk_create(
+) -> Payment:
+    """Write the document, its parts and allocations, the balance, its receipt and the receipt's
+    outbox message in one statement (``DOCUMENT_WRITE_SQL``)."""
+    from .fiscal import FISCAL_CHANNEL, receipt_prepare
+
+    payment = Payment(
+        organization_id=branch.organization_id,
+        branch=branch,
+        kind=kind,
+        patient=patient,
+        invoice=invoice,
+        shift=shift,
+        total=sum((part.amount for part in parts), ZERO),
+        corrects=corrects,
+        reason=reason,
+        is_correction=is_correction,
+        posted_at=timezone.now(),
+        posted_by=actor,
+        idempotency_key=idempotency_key or None,
+    )
+    written_parts = [
         PaymentPart(
             payment=payment,
             method=part.method,
@@ -1013,11 +1041,59 @@ def _document_write(
             card_auth_code=part.card_auth_code,
         )
         for part in parts
-    )
-    written_allocations = PaymentAllocation.objects.bulk_create(
+    ]
+    allocations = [
         PaymentAllocation(payment=payment, line=line, amount=amount) for line, amount in planned
-    )
-    return Written(payment, written_parts, written_allocations)
+    ]
+    receipt, message = receipt_prepare(payment, written_parts, allocations)
+    receipt.payment_id = RawSQL("(SELECT id FROM payment)", [])
+    receipt.outbox_message_id = RawSQL("(SELECT id FROM message)", [])
+    payment_sql, payment_params = insert_returning_id(payment)
+    message_sql, message_params = insert_returning_id(message)
+    receipt_sql, receipt_params = insert_returning_id(receipt)
+    params = [
+        *payment_params,
+        [part.method for part in written_parts],
+        [part.amount for part in written_parts],
+        [part.card_rrn for part in written_parts],
+        [part.card_auth_code for part in written_parts],
+        [allocation.line_id for allocation in allocations],
+        [allocation.amount for allocation in allocations],
+        balance.debt if balance else None,
+        balance.advance if balance else None,
+        timezone.now(),
+        balance.account.pk if balance else None,
+        *message_params,
+        *receipt_params,
+    ]
+    try:
+        # A savepoint only where a racing duplicate can exist: one with the same key.
+        savepoint = transaction.atomic() if idempotency_key else contextlib.nullcontext()
+        with savepoint, connection.cursor() as cursor:
+            cursor.execute(
+                DOCUMENT_WRITE_SQL.format(
+                    payment=payment_sql, message=message_sql, receipt=receipt_sql
+                ),
+                params,
+            )
+            row = cursor.fetchone()
+    except IntegrityError:
+        # The same form submitted twice at once: the other request posted it first.
+        if idempotency_key and (found := _existing(idempotency_key)) is not None:
+            raise _AlreadyPosted(found) from None
+        raise
+    assert row is not None
+    payment_id, message_id, receipt_id = row
+    saved_as(payment, payment_id)
+    saved_as(message, message_id)
+    receipt.payment_id = payment_id
+    receipt.outbox_message_id = message_id
+    saved_as(receipt, receipt_id)
+    if balance is not None:
+        balance.account.debt, balance.account.advance = balance.debt, balance.advance
+    outbox_relay_on_commit(FISCAL_CHANNEL)
+    slip_queue(payment, receipt.register)
+    return payment
 
 
 def refundable_by_method(payment: Payment) -> dict[str, Decimal]:
@@ -1069,7 +1145,6 @@ def refund_post(
     The parts say how the money goes back: cash or card up to what the payment took that way,
     or ``advance`` to keep it on the patient's advance.
     """
-    from .fiscal import receipt_for_payment
 
     branch = payment.branch
     _require(policies.can_refund(actor, branch))
@@ -1131,8 +1206,19 @@ def refund_post(
             % {"value": from_advance, "advance": account.advance if account else ZERO},
             field="parts",
         )
+    balance = None
+    if account is not None:
+        kept = sum((p.amount for p in checked if p.method == PaymentMethod.ADVANCE), ZERO)
+        invoice = locked_payment.invoice
+        owed_again = correction and invoice is not None and _owed_by_patient(invoice)
+        balance = Balance(
+            account,
+            # A correction's lines were rendered: owed again until the new payment.
+            debt=account.debt + on_lines if owed_again else account.debt,
+            advance=account.advance + kept - from_advance,
+        )
     try:
-        written = _document_write(
+        return _document_write(
             actor=actor,
             branch=branch,
             shift=shift,
@@ -1142,22 +1228,13 @@ def refund_post(
             parts=checked,
             planned=planned,
             idempotency_key=idempotency_key,
+            balance=balance,
             corrects=locked_payment,
             reason=reason.strip(),
             is_correction=correction,
         )
     except _AlreadyPosted as posted:
         return posted.payment
-    refund = written.payment
-    if account is not None:
-        kept = sum((p.amount for p in checked if p.method == PaymentMethod.ADVANCE), ZERO)
-        account.advance += kept - from_advance
-        invoice = locked_payment.invoice
-        if correction and invoice is not None and _owed_by_patient(invoice):
-            account.debt += on_lines  # rendered services: owed again until the new payment
-        account.save(update_fields=["debt", "advance", "updated_at"])
-    receipt_for_payment(refund, written.parts, written.allocations)
-    return refund
 
 
 def _refund_lines_checked(

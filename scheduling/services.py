@@ -25,12 +25,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Q, prefetch_related_objects
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg import errors as pg_errors
 
 from clinic.core.models import Branch, Staff
+from clinic.core.sql import insert_returning_id, saved_as
 from patients.models import Person
 
 from . import holds, live, policies
@@ -828,24 +828,10 @@ def _write_occupancies(appointment: Appointment, plan: Plan, exclude_appointment
         raise _clash_on(exc, plan, exclude_appointment_id) from exc
 
 
-def _appointment_insert(appointment: Appointment) -> tuple[str, list[Any]]:
-    """The INSERT ... RETURNING id that ``appointment.save()`` would send for a new row, built
-    by Django's own insert compiler (so defaults and ``auto_now`` are applied to the instance
-    as a save applies them)."""
-    meta = Appointment._meta
-    fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
-    query = InsertQuery(Appointment)
-    query.insert_values(fields, [appointment])
-    compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = [meta.pk]
-    [(sql, params)] = compiler.as_sql()
-    return sql, list(params)
-
-
 def _insert_booking(appointment: Appointment, plan: Plan, service_ids: Sequence[int]) -> None:
     """Insert a new appointment with its service lines and occupancies in one statement
     (``BOOKING_WRITE_SQL``); a clash aborts the transaction with ``_Clash``."""
-    insert_sql, insert_params = _appointment_insert(appointment)
+    insert_sql, insert_params = insert_returning_id(appointment)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -862,9 +848,7 @@ def _insert_booking(appointment: Appointment, plan: Plan, service_ids: Sequence[
     except IntegrityError as exc:
         raise _clash_on(exc, plan, None) from exc
     assert row is not None
-    appointment.pk = row[0]
-    appointment._state.adding = False
-    appointment._state.db = connection.alias
+    saved_as(appointment, row[0])
 
 
 def _status(code: str) -> AppointmentStatus:

@@ -76,6 +76,12 @@ def outbox_enqueue(
     return message
 
 
+def outbox_relay_on_commit(channel: str) -> None:
+    """Ask for a relay of ``channel`` once the current transaction commits: for messages written
+    by a caller's own statement rather than through ``outbox_enqueue``."""
+    transaction.on_commit(lambda: _kick_relay(channel))
+
+
 def _kick_relay(channel: str) -> None:
     """Ask a worker to relay now instead of waiting for the next beat tick (best effort)."""
     from .tasks import outbox_relay_channel
