@@ -32,11 +32,12 @@ import uuid as uuid_module
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from clinic.core.fake_peer import FakePeer, FakeServer
 from devices.fiscal.wire import dumps, loads
 
 __all__ = ["CLOUD_FN_NUMBER", "FN_NUMBER", "MODES", "FakeAtol", "fiscal_sign", "main"]
@@ -169,8 +170,7 @@ class _Register:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(FakeServer):
     fake: FakeAtol
 
 
@@ -202,8 +202,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class FakeAtol:
+class FakeAtol(FakePeer):
     """The fake register and its HTTP server; see the module docstring for the behaviour."""
+
+    handler_class = _Handler
+    server_class = _Server
+    thread_name = "fake-atol"
 
     def __init__(
         self,
@@ -214,7 +218,6 @@ class FakeAtol:
         online_login: str = "fake-login",
         online_password: str = "fake-password",  # noqa: S107 - the fake's own test login
     ) -> None:
-        self._host = host
         self._lock = threading.RLock()
         self._mode = "ok"
         self._delay_polls = delay_polls
@@ -227,47 +230,11 @@ class FakeAtol:
         self._cloud_by_external_id: dict[tuple[str, str], str] = {}
         self._cloud_document_number = 0
         self._register = _Register()
-        self._server = _Server((host, port), _Handler)
-        self._server.fake = self
-        self._thread: threading.Thread | None = None
-
-    @classmethod
-    def start(cls, port: int = 0, host: str = "127.0.0.1", **options: Any) -> FakeAtol:
-        """A fake serving in a background thread; ``port=0`` picks a free port."""
-        fake = cls(host, port, **options)
-        fake._thread = threading.Thread(
-            target=fake._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-atol-{fake.port}",
-            daemon=True,
-        )
-        fake._thread.start()
-        return fake
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread (the ``python -m`` entry point)."""
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> FakeAtol:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        self._listen(host, port)
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return self.root_url
 
     @property
     def sent(self) -> list[dict[str, Any]]:

@@ -52,10 +52,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from clinic.core.fake_peer import FakePeer, FakeServer
 
 __all__ = ["MODES", "FakeYooKassa", "main"]
 
@@ -191,8 +193,7 @@ def _metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(FakeServer):
     fake: FakeYooKassa
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -230,8 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class FakeYooKassa:
+class FakeYooKassa(FakePeer):
     """The fake gateway and its HTTP server; see the module docstring for the behaviour."""
+
+    handler_class = _Handler
+    server_class = _Server
+    thread_name = "fake-yookassa"
 
     def __init__(
         self,
@@ -244,7 +249,6 @@ class FakeYooKassa:
         slow_seconds: float = 2.0,
         receipt_required: bool = False,
     ) -> None:
-        self._host = host
         self._lock = threading.RLock()
         self._mode = "ok"
         self._slow_seconds = slow_seconds
@@ -258,49 +262,7 @@ class FakeYooKassa:
         self._refunds: dict[str, dict[str, Any]] = {}
         self._undelivered: list[tuple[str, dict[str, Any]]] = []
         self._idempotent: dict[tuple[str, str], tuple[Any, int, dict[str, Any]]] = {}
-        self._server = _Server((host, port), _Handler)
-        self._server.fake = self
-        self._thread: threading.Thread | None = None
-
-    @classmethod
-    def start(cls, port: int = 0, host: str = "127.0.0.1", **options: Any) -> FakeYooKassa:
-        """A fake serving in a background thread; ``port=0`` picks a free port."""
-        fake = cls(host, port, **options)
-        fake._thread = threading.Thread(
-            target=fake._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-yookassa-{fake.port}",
-            daemon=True,
-        )
-        fake._thread.start()
-        return fake
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread (the ``python -m`` entry point)."""
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> FakeYooKassa:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # What tests read.
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def root_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        self._listen(host, port)
 
     @property
     def url(self) -> str:
