@@ -32,7 +32,6 @@ from django.http import Http404
 from django.template import TemplateSyntaxError, engines
 from django.template.loader import get_template, render_to_string
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
 from clinic.core.models import Branch, Organization
@@ -63,6 +62,7 @@ from .models import (
     ReceiptState,
     ServiceBundleItem,
 )
+from .params import date_param
 
 ZERO = Decimal("0.00")
 # The certificate's service codes (FNS form): 01 ordinary medical services, 02 expensive
@@ -472,19 +472,7 @@ def _required(value: str, name: str) -> str:
 
 
 def _date_param(data: Mapping[str, Any], name: str) -> datetime.date:
-    value = _required(_text(data, name), name)
-    try:
-        parsed = parse_date(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise BillingError(
-            "invalid_date",
-            _("The parameter “%(field)s”: “%(value)s” is not a date (YYYY-MM-DD).")
-            % {"field": name, "value": value},
-            field=name,
-        )
-    return parsed
+    return date_param(_required(_text(data, name), name), field=name)
 
 
 def _uuid_param(value: str, name: str, unknown: str) -> uuid.UUID:

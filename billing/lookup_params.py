@@ -17,7 +17,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
 from clinic.core.models import Branch
@@ -26,6 +25,7 @@ from scheduling.models import PayerKind
 
 from .errors import BillingError
 from .models import Contract, ServiceGroup
+from .params import date_param
 from .selectors import PriceRow, contract_list, price_lookup, service_group_list
 
 QUERY_MAX_LENGTH = 100
@@ -91,17 +91,7 @@ def _branch(actor: Any, value: str) -> Branch:
 def _date(value: str, branch: Branch) -> datetime.date:
     if not value:
         return timezone.localdate(timezone=zoneinfo.ZoneInfo(branch.time_zone))
-    try:
-        parsed = parse_date(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise BillingError(
-            "invalid_date",
-            _("The date “%(value)s” is not a date (YYYY-MM-DD).") % {"value": value},
-            field="date",
-        )
-    return parsed
+    return date_param(value, field="date")
 
 
 def _group(actor: Any, value: str, branch: Branch) -> ServiceGroup | None:

@@ -31,6 +31,7 @@ from . import services
 from .errors import BillingError
 from .fiscal import fiscal_reconciliation, receipt_retry
 from .models import FiscalReceipt, Invoice, InvoiceLine, Payment, PaymentMethod
+from .params import date_param
 from .policies import can_view_financial_reports
 from .selectors import (
     invoice_list,
@@ -379,17 +380,10 @@ class ReconciliationView(APIView):
         branch = branch_get_for_actor(
             actor=request.user, public_id=request.query_params.get("branch", "")
         )
-        days = {}
-        for name in ("since", "until"):
-            raw = request.query_params.get(name, "")
-            try:
-                days[name] = datetime.date.fromisoformat(raw)
-            except ValueError as exc:
-                raise BillingError(
-                    "invalid_date",
-                    _("“%(value)s” is not a date (YYYY-MM-DD).") % {"value": raw},
-                    field=name,
-                ) from exc
+        days = {
+            name: date_param(request.query_params.get(name, ""), field=name)
+            for name in ("since", "until")
+        }
         zone = branch.zone
         report = fiscal_reconciliation(
             organization_id=branch.organization_id,

@@ -9,7 +9,6 @@ form carries an idempotency key made when it was rendered, so a double submit po
 
 from __future__ import annotations
 
-import datetime
 import re
 import uuid
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from . import pos_selectors as selectors
 from .errors import BillingError
 from .fiscal import receipt_retry
 from .models import CashMovementKind, InvoiceState, PaymentMethod, ReceiptState
+from .params import date_param
 from .policies import can_take_payment, can_view_financial_reports
 from .services import (
     PartInput,
@@ -239,11 +239,9 @@ def _render(
     raw_day = request.GET.get("day", "").strip()
     if raw_day:
         try:
-            actions_day = datetime.date.fromisoformat(raw_day)
-        except ValueError:
-            actions_error = _("The day “%(value)s” is not a date (YYYY-MM-DD).") % {
-                "value": raw_day
-            }
+            actions_day = date_param(raw_day, field="day")
+        except BillingError as error:
+            actions_error = str(error.message)
     query = request.GET.get("q", "").strip()
     found = []
     if query:

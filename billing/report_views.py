@@ -27,7 +27,6 @@ from django.http import (
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 from openpyxl import Workbook
@@ -41,6 +40,7 @@ from clinic.core.selectors import branch_list
 from patients.views import requires
 
 from .errors import BillingError
+from .params import date_param
 from .policies import can_view_financial_reports
 from .reports import DETAIL_COLUMNS, GROUPINGS, revenue_line_rows, revenue_report
 
@@ -83,20 +83,7 @@ class ReportParams:
 
 
 def _date(value: str, *, field: str, default: datetime.date) -> datetime.date:
-    if not value:
-        return default
-    try:
-        parsed = parse_date(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise BillingError(
-            "invalid_date",
-            _("The parameter “%(field)s” must be a date (YYYY-MM-DD), not “%(value)s”.")
-            % {"field": field, "value": value},
-            field=field,
-        )
-    return parsed
+    return date_param(value, field=field) if value else default
 
 
 def report_params_from(*, actor: Any, data: Mapping[str, str]) -> ReportParams:

@@ -122,7 +122,7 @@ def test_fragment_filters_by_text_group_and_contract(clinic: dict[str, Any]) -> 
     [
         ({"branch": "nope"}, "Unknown branch “nope”."),
         ({"branch": str(uuid.UUID(int=1))}, f"Unknown branch “{uuid.UUID(int=1)}”."),
-        ({"date": "2026-13-01"}, "The date “2026-13-01” is not a date (YYYY-MM-DD)."),
+        ({"date": "2026-13-01"}, "The parameter “date”: “2026-13-01” is not a date (YYYY-MM-DD)."),
         ({"payer": "barter"}, "Unknown payer kind “barter”."),
         ({"group": "999999"}, "Unknown service group “999999”."),
         ({"contract": "XYZ"}, "Unknown contract “XYZ”."),

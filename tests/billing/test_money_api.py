@@ -159,4 +159,6 @@ def test_balance_and_reconciliation(desk: Desk, atol: FakeAtol) -> None:
     assert after["unprinted"] == []
     bad = api(desk.accountant).get(reverse("billing-reconciliation"), {**query, "since": "31.12"})
     assert bad.status_code == 400
-    assert bad.json()["error"]["fields"] == {"since": ["“31.12” is not a date (YYYY-MM-DD)."]}
+    assert bad.json()["error"]["fields"] == {
+        "since": ["The parameter “since”: “31.12” is not a date (YYYY-MM-DD)."]
+    }

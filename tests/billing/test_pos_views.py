@@ -660,7 +660,7 @@ def test_the_cashiers_actions_of_another_day(desk: Desk, patient: Any, atol: Fak
     earlier = client.get(page_url(desk, day=day)).content.decode()
     assert "data-cashier-actions" in earlier and "Shift opened" in earlier
     bad = client.get(page_url(desk, day="31.02"))
-    assert "The day “31.02” is not a date (YYYY-MM-DD)." in bad.content.decode()
+    assert "The parameter “day”: “31.02” is not a date (YYYY-MM-DD)." in bad.content.decode()
 
 
 def test_the_next_shift_opens_with_what_the_last_left_in_the_drawer(
