@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -212,7 +212,7 @@ def shift_totals(shift: CashShift) -> dict[str, Any]:
     counts = dict(
         Payment.objects.filter(shift=shift)
         .values_list("kind")
-        .annotate(count=Sum(1))
+        .annotate(count=Count("pk"))
         .values_list("kind", "count")
     )
     cash_in = movements.get(CashMovementKind.CASH_IN, ZERO)
