@@ -22,5 +22,6 @@ urlpatterns = [
     path("pos/", include("billing.pos_urls")),
     path("fhir/", include("integrations.website.fhir_urls")),
     path("website/", include("integrations.website.export_urls")),
+    path("portal/", include("portal.urls")),
     path("", include("clinic.web.urls")),
 ]

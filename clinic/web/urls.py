@@ -8,7 +8,6 @@ app_name = "web"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("portal/", views.portal, name="portal"),
     *[
         path(f"{code}/", views.workplace, {"code": code}, name=code)
         # The cash desk's own page is billing's POS at /pos/ (billing.pos_urls).

@@ -1,4 +1,4 @@
-"""The shell: the landing redirect, each role's workplace page, and the public portal page."""
+"""The shell: the landing redirect and each role's workplace page (the portal app is public)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,3 @@ def _capability_labels(roles: list[str]) -> list[str]:
     actions stay together: scheduling, patients, medical records, money, laboratory, admin)."""
     granted = {capability for role in roles for capability in ROLE_CAPABILITIES[role]}
     return [str(capability.label) for capability in Capability if capability in granted]
-
-
-def portal(request: HttpRequest) -> HttpResponse:
-    """The public patient portal's front page: the clinic's branches with addresses and phones."""
-    return render(request, "web/portal.html", {"branches": selectors.branch_public_list()})

@@ -166,7 +166,7 @@ def returning_patient(*, organization: Any, patient: ContainedPatient) -> Person
     return sure[0].person if len(sure) == 1 else None
 
 
-def _booking_branch(doctor: Resource, starts_at: datetime.datetime) -> Branch | None:
+def booking_branch(doctor: Resource, starts_at: datetime.datetime) -> Branch | None:
     """The public branch whose working interval of the doctor holds ``starts_at``."""
     day = starts_at.date()
     intervals = working_intervals(
@@ -212,7 +212,7 @@ def appointment_create(*, body: Any, idempotency_key: str | None) -> Booked:
             404, "not-found", _("The slot “%(value)s” does not exist.") % {"value": slot_id}
         )
     patient = _contained_patient(body, doctor.organization.phone_region)
-    branch = _booking_branch(doctor, key.starts_at)
+    branch = booking_branch(doctor, key.starts_at)
     if branch is None:
         raise FhirError(
             409, "conflict", _("The slot “%(value)s” is no longer offered.") % {"value": slot_id}
@@ -259,4 +259,4 @@ def appointment_create(*, body: Any, idempotency_key: str | None) -> Booked:
     )
 
 
-__all__ = ["Booked", "appointment_create", "returning_patient"]
+__all__ = ["Booked", "appointment_create", "booking_branch", "returning_patient", "website_actor"]

@@ -193,7 +193,7 @@ def test_portal_for_anonymous_visitor_links_to_staff_login(open_browser: Any) ->
     page = browser_page.page
     page.goto("/portal/")
 
-    assert page.locator("nav").count() == 0
+    assert page.locator("nav[aria-label=Workplaces]").count() == 0  # no staff navigation
     assert page.locator("[data-branches] h3").all_inner_texts() == ["Central clinic"]
     page.click("header >> text=Staff login")
     page.wait_for_url("**/accounts/login/")

@@ -394,20 +394,21 @@ def test_portal_is_public_and_lists_active_branches(
     assert '<a href="tel:+74951112233">+74951112233</a>' in html
     assert f"{branch.organization.short_name}</p>" in html
     assert "Closed branch" not in html
-    assert "<nav" not in html
+    assert 'aria-label="Workplaces"' not in html  # no staff navigation for the public
     assert '<a class="button button--ghost" href="/accounts/login/">Staff login</a>' in html
     assert 'action="/accounts/logout/"' not in html
     assert_csp_clean(html)
 
 
-def test_portal_for_logged_in_staff_keeps_their_navigation(
+def test_portal_for_logged_in_staff_leads_back_to_work(
     en_client: Client, staff_in: Callable[..., Staff]
 ) -> None:
     staff_in(Role.CASHIER, en_client)
     response = en_client.get("/portal/")
     assert response.status_code == 200
-    assert scan(response.content).nav_links == ["/pos/"]
-    assert 'action="/accounts/logout/"' in response.content.decode()
+    html = response.content.decode()
+    assert '<a href="/">Back to work</a>' in html  # the public page, with the way back
+    assert 'aria-label="Workplaces"' not in html
 
 
 # ---- login, two-factor, lockout ------------------------------------------------------------
