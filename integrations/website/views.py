@@ -80,6 +80,10 @@ def not_found(resource_type: str, resource_id: str) -> FhirError:
 
 
 class FhirView(APIView):
+    """Base of the FHIR endpoints. They speak FHIR, described by the resources' own
+    specification, so they stay out of the project's OpenAPI schema (``schema = None``)."""
+
+    schema = None
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     renderer_classes = [FhirJsonRenderer]
