@@ -98,7 +98,7 @@ def bookable_doctors() -> list[Resource]:
 
 def _settings_of(doctor: Resource) -> DoctorOnlineSettings | None:
     try:
-        return doctor.online_settings  # type: ignore[attr-defined]
+        return doctor.online_settings
     except DoctorOnlineSettings.DoesNotExist:
         return None
 
