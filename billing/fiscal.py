@@ -42,6 +42,7 @@ from devices.fiscal import (
     ReceiptPayment,
     driver_for,
 )
+from devices.fiscal.wire import jsonable
 
 from .errors import BillingError
 from .models import (
@@ -390,23 +391,13 @@ def _printed(receipt: FiscalReceipt, result: FiscalResult) -> None:
     locked.receipt_number = result.receipt_number
     locked.device_shift_number = result.shift_number
     locked.printed_at = timezone.now()
-    locked.report = {**locked.report, **_jsonable(result.report), "rejected": False}
+    locked.report = {**locked.report, **jsonable(result.report), "rejected": False}
     locked.error = ""
     locked.save()
     if locked.operation == FiscalOperationKind.CLOSE_SHIFT and locked.shift_id is not None:
         from .shifts import shift_reconcile
 
         shift_reconcile(CashShift.objects.get(pk=locked.shift_id), locked.report)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value
 
 
 class ReceiptRetryRefused(BillingError):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -24,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinic.core.selectors import branch_get_for_actor, branch_list
+from devices.fiscal.wire import jsonable
 from patients.selectors import person_list
 from scheduling.models import Appointment
 
@@ -41,6 +43,8 @@ from .selectors import (
     shift_list,
 )
 from .services import PartInput
+
+T = TypeVar("T", bound=models.Model)
 
 
 class ReceiptSerializer(serializers.Serializer):
@@ -143,6 +147,12 @@ class RefundInSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
+def _optional(queryset: QuerySet[T], public_id: Any) -> T | None:
+    """The object with that public id among those the actor may see (404 otherwise), or None
+    when the request does not name one."""
+    return get_object_or_404(queryset, public_id=public_id) if public_id else None
+
+
 def _parts(data: list[dict[str, Any]]) -> list[PartInput]:
     return [
         PartInput(
@@ -232,21 +242,9 @@ class PaymentCreateView(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         branch = branch_get_for_actor(actor=request.user, public_id=data["branch"])
-        shift = (
-            get_object_or_404(shift_list(actor=request.user), public_id=data["shift"])
-            if data.get("shift")
-            else None
-        )
-        invoice = (
-            get_object_or_404(invoice_list(actor=request.user), public_id=data["invoice"])
-            if data.get("invoice")
-            else None
-        )
-        patient = (
-            get_object_or_404(person_list(actor=request.user), public_id=data["patient"])
-            if data.get("patient")
-            else None
-        )
+        shift = _optional(shift_list(actor=request.user), data.get("shift"))
+        invoice = _optional(invoice_list(actor=request.user), data.get("invoice"))
+        patient = _optional(person_list(actor=request.user), data.get("patient"))
         key = _idempotency_key(request)
         existed = key is not None and Payment.objects.filter(idempotency_key=key).exists()
         payment = services.payment_post(
@@ -288,11 +286,7 @@ class RefundCreateView(APIView):
         body = RefundInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        shift = (
-            get_object_or_404(shift_list(actor=request.user), public_id=data["shift"])
-            if data.get("shift")
-            else None
-        )
+        shift = _optional(shift_list(actor=request.user), data.get("shift"))
         lines = []
         if data["lines"]:
             if payment.invoice is None:
@@ -392,14 +386,4 @@ class ReconciliationView(APIView):
                 days["until"] + datetime.timedelta(days=1), datetime.time.min, zone
             ),
         )
-        return Response(_plain(report))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+        return Response(jsonable(report))

@@ -643,20 +643,6 @@ def account_locked(organization_id: int, patient_id: int | None) -> PatientAccou
     )
 
 
-def line_paid(line_ids: Iterable[int]) -> dict[int, Decimal]:
-    """Net paid per invoice line: payments allocated to it minus refunds allocated to it."""
-    paid: dict[int, Decimal] = {}
-    rows = (
-        PaymentAllocation.objects.filter(line_id__in=list(line_ids))
-        .values_list("line_id", "payment__kind")
-        .annotate(amount=Sum("amount"))
-    )
-    for line_id, kind, amount in rows:
-        sign = -1 if kind == PaymentKind.REFUND else 1
-        paid[line_id] = paid.get(line_id, ZERO) + sign * amount
-    return paid
-
-
 def _settled() -> Sum:
     """What allocations settle of a line: payments, less the refunds that corrected one.
 
@@ -706,8 +692,8 @@ def lines_with_outstanding(invoice: Invoice) -> tuple[list[InvoiceLine], dict[in
 
 
 def invoice_outstanding(invoice: Invoice) -> Decimal:
-    lines = list(invoice.lines.all())
-    return sum(line_outstanding(lines).values(), ZERO)
+    _lines, outstanding = lines_with_outstanding(invoice)
+    return sum(outstanding.values(), ZERO)
 
 
 # --- payments and refunds ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from devices.fiscal import FiscalOperation
+from devices.fiscal.wire import jsonable
 
 from . import policies
 from .errors import BillingError
@@ -170,24 +171,13 @@ def shift_close(*, actor: Any, shift: CashShift) -> CashShift:
             % {"value": count},
             field="shift",
         )
-    locked.totals = _jsonable(shift_totals(locked))
+    locked.totals = jsonable(shift_totals(locked))
     locked.state = ShiftState.CLOSED
     locked.closed_at = timezone.now()
     locked.closed_by = actor
     locked.save(update_fields=["totals", "state", "closed_at", "closed_by", "updated_at"])
     receipt_for_shift(locked, FiscalOperation.CLOSE_SHIFT)
     return locked
-
-
-def _jsonable(totals: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: str(value)
-        if isinstance(value, Decimal)
-        else _jsonable(value)
-        if isinstance(value, dict)
-        else value
-        for key, value in totals.items()
-    }
 
 
 def shift_totals(shift: CashShift) -> dict[str, Any]:

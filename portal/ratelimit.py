@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from clinic.core.redis_client import fast_redis as _client
 
 
 @dataclass(frozen=True)
@@ -30,16 +29,6 @@ class Limit:
 
 class RateLimitUnavailable(Exception):
     """Redis is down: the limit cannot be checked."""
-
-
-@lru_cache(maxsize=1)
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 1),
-    )
 
 
 def _key(limit: Limit, subject: str, window: int) -> str:

@@ -19,12 +19,11 @@ import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from clinic.core.redis_client import fast_redis as _client
 
 from . import live
 
@@ -86,18 +85,6 @@ class Hold:
     starts_at: datetime.datetime
     ends_at: datetime.datetime
     expires_at: datetime.datetime
-
-
-@lru_cache(maxsize=1)
-def _client() -> redis.Redis:
-    """Short timeouts and one immediate retry: redis-py's default retries with backoff would hold
-    a booking screen up for seconds while Redis is down (holds are best effort)."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 1),
-    )
 
 
 def hold_ttl_seconds() -> int:

@@ -25,14 +25,12 @@ import json
 import logging
 import zoneinfo
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
 import redis
-from django.conf import settings
 from django.db import transaction
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from clinic.core.redis_client import fast_redis as _client
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +59,6 @@ def channel_name(branch_public_id: Any) -> str:
 def version_key(branch_public_id: Any) -> str:
     """The counter that goes up by one with every change published for the branch."""
     return f"{_PREFIX}:{branch_public_id}:version"
-
-
-@lru_cache(maxsize=1)
-def _client() -> redis.Redis:
-    """Short timeouts and one immediate retry (for a pooled connection that went stale): redis-py's
-    default of three retries with backoff would hold up a booking's response by seconds while
-    Redis is down."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 1),
-    )
 
 
 def schedule_changed(
