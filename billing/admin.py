@@ -37,6 +37,7 @@ from .models import (
     GuaranteeLetter,
     Invoice,
     InvoiceLine,
+    OnlinePayment,
     Payment,
     PaymentAllocation,
     PaymentPart,
@@ -263,6 +264,18 @@ class PaymentAdmin(DocumentAdmin):
     list_select_related = ("patient", "branch", "posted_by")
     date_hierarchy = "posted_at"
     inlines = (PaymentPartInline, PaymentAllocationInline)
+
+
+@admin.register(OnlinePayment)
+class OnlinePaymentAdmin(DocumentAdmin):
+    """Online payments, including those the gateway took but billing could not post
+    (``needs_review``): the cashier posts those by hand and refunds or allocates the money."""
+
+    list_display = ("__str__", "invoice", "amount", "state", "gateway_payment_id", "created_at")
+    list_filter = ("state", "gateway")
+    search_fields = ("gateway_payment_id", "phone")
+    list_select_related = ("invoice",)
+    date_hierarchy = "created_at"
 
 
 @admin.register(CashShift)

@@ -25,7 +25,7 @@ from .errors import BillingError
 from .models import DocumentKind
 
 
-def _pdf_response(pdf: bytes, filename: str) -> HttpResponse:
+def pdf_response(pdf: bytes, filename: str) -> HttpResponse:
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{filename}"'
     return response
@@ -48,7 +48,7 @@ def _printed(
         raise
     except BillingError as error:
         return _bad_request(error)
-    return _pdf_response(pdf, filename())
+    return pdf_response(pdf, filename())
 
 
 def _bad_request(error: BillingError) -> HttpResponse:

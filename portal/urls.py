@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import account_views, views
 
 app_name = "portal"
 
@@ -16,4 +16,39 @@ urlpatterns = [
     path("book/done/", views.book_done, name="book_done"),
     path("book/cancel/", views.book_cancel, name="book_cancel"),
     path("a/<str:token>/", views.appointment_link, name="appointment"),
+    path("account/", account_views.home, name="account"),
+    path("account/login/", account_views.login, name="account_login"),
+    path("account/login/code/", account_views.login_code, name="account_login_code"),
+    path("account/logout/", account_views.logout, name="account_logout"),
+    path(
+        "account/appointments/<uuid:public_id>/cancel/",
+        account_views.appointment_cancel,
+        name="account_cancel",
+    ),
+    path(
+        "account/appointments/<uuid:public_id>/reschedule/",
+        account_views.appointment_reschedule,
+        name="account_reschedule",
+    ),
+    path(
+        "account/invoices/<uuid:public_id>/pay/",
+        account_views.invoice_pay,
+        name="account_invoice_pay",
+    ),
+    path(
+        "account/invoices/<uuid:public_id>/paid/",
+        account_views.invoice_paid,
+        name="account_invoice_paid",
+    ),
+    path(
+        "account/invoices/<uuid:public_id>/<slug:kind>.pdf",
+        account_views.invoice_document,
+        name="account_invoice_document",
+    ),
+    path(
+        "account/payments/<uuid:public_id>/receipt.pdf",
+        account_views.payment_receipt,
+        name="account_receipt",
+    ),
+    path("payments/notify/", account_views.payment_notification, name="payment_notification"),
 ]

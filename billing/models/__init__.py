@@ -46,6 +46,7 @@ from .documents import (
     PaymentMethod,
     PaymentPart,
 )
+from .online import OnlinePayment, OnlinePaymentState
 
 __all__ = [
     "AdjustmentKind",
@@ -69,6 +70,8 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "InvoiceState",
+    "OnlinePayment",
+    "OnlinePaymentState",
     "PatientAccount",
     "Payment",
     "PaymentAllocation",

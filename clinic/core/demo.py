@@ -180,14 +180,15 @@ def demo_load() -> bool:
             staff.user.save(update_fields=["is_staff"])
     if settings.WEBSITE_BOOKING_USERNAME:
         # The account public bookings are made as (the website's FHIR API, the portal): a
-        # registrar in every branch, with no password, so nobody logs in with it.
+        # registrar in every branch, and a cashier for the portal's online payments and
+        # documents, with no password, so nobody logs in with it.
         staff_create(
             organization=organization,
             last_name="Сайт",
             first_name="Онлайн-запись",
             position="Учётная запись онлайн-записи",
             branches=branches,
-            roles=[Role.REGISTRAR],
+            roles=[Role.REGISTRAR, Role.CASHIER],
             username=settings.WEBSITE_BOOKING_USERNAME,
         )
     _scheduling_demo_load(organization)

@@ -274,3 +274,18 @@ DEMO_MODE = env_bool("CLINIC_DEMO_MODE", True)
 # The login public bookings (the website's FHIR API, the portal) are made as: a staff account with
 # the registrar role in the branches open to online booking. Empty: public booking is off.
 WEBSITE_BOOKING_USERNAME = env_str("CLINIC_WEBSITE_BOOKING_USER", "website")
+# Online payment of invoices in the patient portal. An empty gateway: patients pay at the clinic.
+# The website account above posts these payments, so it also needs the cashier role.
+PAYMENT_GATEWAY = {
+    "gateway": env_str("CLINIC_PAYMENT_GATEWAY", ""),
+    "shop_id": env_str("CLINIC_YOOKASSA_SHOP_ID", ""),
+    "secret_key": env_str("CLINIC_YOOKASSA_SECRET_KEY", ""),
+    "url": env_str("CLINIC_YOOKASSA_URL", ""),
+}
+# Senders trusted with payment notifications besides the gateway's published networks (a proxy,
+# a test gateway). Notifications are only hints: each payment is read back from the gateway.
+PAYMENT_NOTIFY_ADDRESSES = env_list("CLINIC_PAYMENT_NOTIFY_ADDRESSES", [])
+# Patients cancel or reschedule online up to this many minutes before the visit.
+PORTAL_CHANGE_NOTICE_MINUTES = env_int("CLINIC_PORTAL_CHANGE_NOTICE_MINUTES", 120)
+# A patient's account session ends after this many idle minutes.
+PORTAL_ACCOUNT_IDLE_MINUTES = env_int("CLINIC_PORTAL_ACCOUNT_IDLE_MINUTES", 30)

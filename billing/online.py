@@ -1,0 +1,232 @@
+"""Online payment of an invoice through the configured payment gateway.
+
+``online_payment_start`` writes the ``OnlinePayment`` row (with its idempotency key) and only
+then asks the gateway for a payment page; a retry after a timeout sends the same key, so the
+gateway answers with the payment it already made. ``online_payment_settle`` posts the billing
+payment once the gateway's API (never a notification's body) says the money arrived; it is safe
+to call any number of times from the webhook and from the patient's return to the site, because
+the posting carries the gateway's payment id as its idempotency key.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from integrations.payments import (
+    GatewayPayment,
+    GatewayState,
+    PaymentGateway,
+    PaymentGatewayError,
+    PaymentRequest,
+    gateway_for,
+)
+
+from .errors import BillingError
+from .models import Invoice, InvoiceState, OnlinePayment, OnlinePaymentState, PaymentMethod
+from .services import PartInput, invoice_outstanding, payment_post
+
+logger = logging.getLogger(__name__)
+
+CURRENCY = "RUB"
+
+
+class OnlinePaymentUnavailable(BillingError):
+    """No gateway is configured, or it cannot be reached now: the patient pays at the clinic or
+    tries again later."""
+
+
+def payment_gateway() -> PaymentGateway | None:
+    """The gateway ``settings.PAYMENT_GATEWAY`` describes, or None when online payment is off."""
+    config = getattr(settings, "PAYMENT_GATEWAY", None) or {}
+    if not config.get("gateway"):
+        return None
+    return gateway_for(config)
+
+
+def _gateway_name() -> str:
+    return str((getattr(settings, "PAYMENT_GATEWAY", None) or {}).get("gateway", ""))
+
+
+def _unavailable() -> OnlinePaymentUnavailable:
+    return OnlinePaymentUnavailable(
+        "online_payment_unavailable",
+        _("Online payment is not available right now. Please try later or pay at the clinic."),
+        field="invoice",
+    )
+
+
+def _payable_amount(invoice: Invoice) -> Decimal:
+    if invoice.state != InvoiceState.POSTED:
+        raise BillingError(
+            "invoice_not_payable",
+            _("Invoice %(value)s cannot be paid: it is not issued.") % {"value": invoice.number},
+            field="invoice",
+        )
+    amount = invoice_outstanding(invoice)
+    if amount <= 0:
+        raise BillingError(
+            "invoice_paid",
+            _("Invoice %(value)s is already paid.") % {"value": invoice.number},
+            field="invoice",
+        )
+    return amount
+
+
+def _reusable(invoice: Invoice, amount: Decimal) -> OnlinePayment | None:
+    """A payment of this amount already started for the invoice and not finished: the patient
+    pressed "Pay" twice, or came back from the gateway's page without paying."""
+    return (
+        OnlinePayment.objects.filter(
+            invoice=invoice, amount=amount, state=OnlinePaymentState.PENDING
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def online_payment_start(
+    *, invoice: Invoice, return_url: str, phone: str, description: str
+) -> OnlinePayment:
+    """The payment the patient is sent to the gateway's page for (its ``confirmation_url``).
+
+    Raises ``BillingError`` when there is nothing to pay and ``OnlinePaymentUnavailable`` when
+    the gateway is off or cannot answer now (the row stays, its key reused on the next try).
+    """
+    gateway = payment_gateway()
+    if gateway is None:
+        raise _unavailable()
+    amount = _payable_amount(invoice)
+    online = _reusable(invoice, amount)
+    if online is None:
+        online = OnlinePayment.objects.create(
+            invoice=invoice,
+            amount=amount,
+            gateway=_gateway_name(),
+            idempotency_key=uuid.uuid4().hex,
+            phone=phone,
+        )
+    elif online.confirmation_url:
+        return online
+    request = PaymentRequest(
+        idempotency_key=online.idempotency_key,
+        amount=amount,
+        currency=CURRENCY,
+        description=description,
+        return_url=return_url,
+        metadata={"online_payment": str(online.public_id), "invoice": str(invoice.public_id)},
+    )
+    try:
+        answer = gateway.create_payment(request)
+    except PaymentGatewayError as exc:
+        logger.warning("Online payment %s not created: %s", online.public_id, exc)
+        raise _unavailable() from exc
+    online.gateway_payment_id = answer.id
+    online.confirmation_url = answer.confirmation_url
+    online.gateway_answer = answer.raw
+    online.save(update_fields=["gateway_payment_id", "confirmation_url", "gateway_answer"])
+    if answer.state != GatewayState.PENDING:
+        return online_payment_settle_locked(online, answer)
+    return online
+
+
+def online_payment_for(answer: GatewayPayment) -> OnlinePayment | None:
+    """The row a gateway payment belongs to, by its id or the id the clinic put in metadata."""
+    found = OnlinePayment.objects.filter(
+        gateway=_gateway_name(), gateway_payment_id=answer.id
+    ).first()
+    if found is None and answer.metadata.get("online_payment"):
+        try:
+            public_id = uuid.UUID(answer.metadata["online_payment"])
+        except ValueError:
+            return None
+        found = OnlinePayment.objects.filter(public_id=public_id).first()
+    return found
+
+
+def online_payment_refresh(online: OnlinePayment) -> OnlinePayment:
+    """Ask the gateway how the payment stands and settle it (the patient's return to the site)."""
+    gateway = payment_gateway()
+    if (
+        gateway is None
+        or not online.gateway_payment_id
+        or online.state != OnlinePaymentState.PENDING
+    ):
+        return online
+    try:
+        answer = gateway.get_payment(online.gateway_payment_id)
+    except PaymentGatewayError as exc:
+        logger.warning("Online payment %s not read back: %s", online.public_id, exc)
+        return online
+    return online_payment_settle_locked(online, answer)
+
+
+def online_payment_settle_locked(online: OnlinePayment, answer: GatewayPayment) -> OnlinePayment:
+    """Bring the row to the gateway's state; a succeeded payment is posted to billing once."""
+    from integrations.website.booking import website_actor
+
+    with transaction.atomic():
+        current = OnlinePayment.objects.select_for_update().get(pk=online.pk)
+        if current.state != OnlinePaymentState.PENDING:
+            return current
+        current.gateway_answer = answer.raw
+        if not current.gateway_payment_id:
+            current.gateway_payment_id = answer.id
+        if answer.state == GatewayState.CANCELED:
+            current.state = OnlinePaymentState.CANCELED
+        elif answer.state == GatewayState.SUCCEEDED and answer.paid:
+            _post(current, answer, actor=website_actor())
+        current.save(
+            update_fields=["state", "payment", "problem", "gateway_answer", "gateway_payment_id"]
+        )
+        return current
+
+
+def _post(online: OnlinePayment, answer: GatewayPayment, *, actor: Any) -> None:
+    """Post the billing payment, or keep the money in ``needs_review`` with the reason: the
+    patient has paid, so a refusal here must reach a person instead of being lost."""
+    invoice = online.invoice
+    try:
+        if actor is None:
+            raise BillingError(
+                "online_account_missing",
+                _("The website account that posts online payments is not set up."),
+                field="actor",
+            )
+        with transaction.atomic():
+            payment = payment_post(
+                actor=actor,
+                branch=invoice.branch,
+                shift=None,
+                parts=[PartInput(PaymentMethod.ONLINE, answer.amount)],
+                invoice=invoice,
+                idempotency_key=f"online:{online.gateway}:{answer.id}",
+            )
+    except (BillingError, PermissionDenied) as exc:
+        logger.exception("Online payment %s is paid but not posted", online.public_id)
+        online.state = OnlinePaymentState.NEEDS_REVIEW
+        online.problem = str(getattr(exc, "message", exc))
+        return
+    online.payment = payment
+    online.state = OnlinePaymentState.SUCCEEDED
+
+
+def online_payment_notified(body: bytes) -> OnlinePayment | None:
+    """A gateway notification: the payment is read back from the gateway's API and settled.
+    None when the payment is not one of ours."""
+    gateway = payment_gateway()
+    if gateway is None:
+        raise _unavailable()
+    answer = gateway.notification_payment(body)
+    online = online_payment_for(answer)
+    if online is None:
+        logger.warning("A payment notification for unknown payment %s", answer.id)
+        return None
+    return online_payment_settle_locked(online, answer)
