@@ -159,6 +159,18 @@ def command_run(arguments: list[str]) -> None:
             f"Port {port} is in use by another program: stop it or set CLINIC_PORT to a free port."
         )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clinic.settings.base"}
+    gateway_port = int(os.environ.get("CLINIC_DEMO_GATEWAY_PORT", "16740"))
+    demo_gateway = not env.get("CLINIC_PAYMENT_GATEWAY") and port_free(gateway_port)
+    if demo_gateway:
+        # The demo's online payments go to a fake YooKassa whose page has "Pay" and "Cancel";
+        # a clinic sets CLINIC_PAYMENT_GATEWAY and its shop's keys instead.
+        env.update(
+            CLINIC_PAYMENT_GATEWAY="yookassa",
+            CLINIC_YOOKASSA_SHOP_ID="100500",
+            CLINIC_YOOKASSA_SECRET_KEY="test_fake_secret_key",  # noqa: S106 - the fake's own key
+            CLINIC_YOOKASSA_URL=f"http://127.0.0.1:{gateway_port}/v3",
+            CLINIC_PAYMENT_NOTIFY_ADDRESSES="127.0.0.1",
+        )
     started = time.monotonic()
     manage("runtime", "check", env=env)
     manage("compile_translations", env=env)
@@ -220,6 +232,22 @@ def command_run(arguments: list[str]) -> None:
         children.append(
             subprocess.Popen(
                 [str(PYTHON), "-m", "devices.fake_atol", "--port", str(register_port)],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+    if demo_gateway:
+        children.append(
+            subprocess.Popen(
+                [
+                    str(PYTHON),
+                    "-m",
+                    "integrations.payments.fake_yookassa",
+                    "--port",
+                    str(gateway_port),
+                    "--notify-url",
+                    f"http://127.0.0.1:{port}/portal/payments/notify/",
+                ],
                 cwd=ROOT,
                 env=env,
             )

@@ -8,5 +8,7 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from .codes import code_channel_register
+        from .notices import notice_channels_register
 
         code_channel_register()
+        notice_channels_register()

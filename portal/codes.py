@@ -5,8 +5,7 @@ learns who is registered; the code goes out through the outbox (channel ``portal
 transaction that stores its hash. ``code_verify`` compares in constant time, counts wrong tries,
 and uses a code once.
 
-Until a messaging gateway is configured, the channel's handler writes the code to the log in
-demo mode (``CLINIC_DEMO_MODE``) and otherwise keeps the message waiting for the gateway.
+The channel is delivered like the portal's other texts (``notices.phone_text_deliver``).
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from clinic.outbox.models import OutboxMessage
 from clinic.outbox.registry import channel_register
 from clinic.outbox.services import outbox_enqueue
 from patients.normalizers import normalize_phone
 
 from .errors import PortalError, TooManyRequests
 from .models import PhoneCode
+from .notices import phone_text_deliver
 from .ratelimit import Limit, RateLimitUnavailable, limit_reached, seconds_left
 
 logger = logging.getLogger(__name__)
@@ -130,15 +129,5 @@ def code_verify(*, phone: str, purpose: str, code: str) -> bool:
     return True
 
 
-def code_deliver(message: OutboxMessage) -> None:
-    """Outbox handler of ``portal.code``: the demo writes the text to the log."""
-    if settings.DEMO_MODE:
-        logger.warning(
-            "Demo mode: message to %s: %s", message.payload["to"], message.payload["text"]
-        )
-        return
-    raise ConnectionError("No messaging gateway is configured for one-time codes yet.")
-
-
 def code_channel_register() -> None:
-    channel_register(CODE_CHANNEL, code_deliver, backoff_max_seconds=60)
+    channel_register(CODE_CHANNEL, phone_text_deliver, backoff_max_seconds=60)
