@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "integrations",
     "devices",
     "portal",
+    "messaging",
 ]
 
 MIDDLEWARE = [
