@@ -23,5 +23,6 @@ urlpatterns = [
     path("fhir/", include("integrations.website.fhir_urls")),
     path("website/", include("integrations.website.export_urls")),
     path("portal/", include("portal.urls")),
+    path("messaging/", include("messaging.urls")),
     path("", include("clinic.web.urls")),
 ]

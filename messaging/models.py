@@ -329,6 +329,9 @@ class Message(models.Model):
     to = models.CharField(_("to"), max_length=254, blank=True)
     subject = models.CharField(_("subject"), max_length=200, blank=True)
     body = models.TextField(_("text"), blank=True)
+    params = models.JSONField(
+        _("parameters"), default=dict, blank=True, help_text=_("Facts the text is filled with.")
+    )
     state = models.CharField(
         _("state"), max_length=12, choices=MessageState.choices, default=MessageState.PLANNED
     )

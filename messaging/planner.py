@@ -35,8 +35,8 @@ _OPEN_STATUSES = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
 
 _COLUMNS = (
     "organization_id, branch_id, patient_id, appointment_id, rule_id, direction, channel,"
-    ' "to", subject, body, state, skip_reason, error_code, due_at, planned_for, provider_id,'
-    " attempts, dedup_key, created_at"
+    ' "to", subject, body, params, state, skip_reason, error_code, due_at, planned_for,'
+    " provider_id, attempts, dedup_key, created_at"
 )
 
 
@@ -45,7 +45,7 @@ def _values(*, due: str, planned_for: str, key: str) -> str:
     which carries the appointment's columns, ``id`` included)."""
     return (
         "a.organization_id, a.branch_id, a.patient_id, a.id, %(rule)s, 'out', '',"
-        f" '', '', '', 'planned', '', '', {due}, {planned_for}, '', 0, {key}, now()"
+        f" '', '', '', '{{}}'::jsonb, 'planned', '', '', {due}, {planned_for}, '', 0, {key}, now()"
     )
 
 
@@ -175,7 +175,7 @@ def plan_birthdays(now: datetime.datetime | None = None) -> list[PlanResult]:
             sql = (
                 f"INSERT INTO {Message._meta.db_table} ({_COLUMNS})"  # noqa: S608 - constants
                 " SELECT p.organization_id, %(branch)s, p.id, NULL, %(rule)s, 'out', '', '', '',"
-                " '', 'planned', '', '', d.due_at, NULL, '', 0,"
+                " '', '{}'::jsonb, 'planned', '', '', d.due_at, NULL, '', 0,"
                 " 'r' || %(rule)s || ':p' || p.id || ':' || %(today)s::text, now()"
                 " FROM patients_person p"
                 " CROSS JOIN LATERAL (SELECT (%(today)s::date + %(time)s::time)"

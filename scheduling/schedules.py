@@ -64,6 +64,14 @@ def _calendar_type(calendar: dict[datetime.date, CalendarDay], day: datetime.dat
     return CalendarDayType.WORKING if day.isoweekday() <= 5 else CalendarDayType.DAY_OFF
 
 
+def is_working_day(organization_id: int, day: datetime.date) -> bool:
+    """Whether the organization's production calendar makes ``day`` a working day (a shortened
+    day is one; without a calendar entry, Monday to Friday are)."""
+    row = CalendarDay.objects.filter(organization_id=organization_id, date=day).first()
+    kind = _calendar_type({day: row} if row is not None else {}, day)
+    return kind in (CalendarDayType.WORKING, CalendarDayType.SHORTENED)
+
+
 def _local(day: datetime.date, time: datetime.time, zone: zoneinfo.ZoneInfo) -> datetime.datetime:
     return datetime.datetime.combine(day, time, tzinfo=zone).astimezone(datetime.UTC)
 

@@ -286,6 +286,32 @@ PAYMENT_GATEWAY = {
 # Senders trusted with payment notifications besides the gateway's published networks (a proxy,
 # a test gateway). Notifications are only hints: each payment is read back from the gateway.
 PAYMENT_NOTIFY_ADDRESSES = env_list("CLINIC_PAYMENT_NOTIFY_ADDRESSES", [])
+# Where the site is reached from outside: links in messages, callback URLs for providers.
+SITE_URL = env_str("CLINIC_SITE_URL", "http://127.0.0.1:8000")
+# Patient messaging providers per channel. Twilio sends SMS and WhatsApp, SMTP sends e-mail;
+# a channel without a provider is not used (its messages are marked failed with the reason).
+_TWILIO = {
+    "provider": "twilio" if env_str("CLINIC_TWILIO_ACCOUNT_SID", "") else "",
+    "account_sid": env_str("CLINIC_TWILIO_ACCOUNT_SID", ""),
+    "auth_token": env_str("CLINIC_TWILIO_AUTH_TOKEN", ""),
+    "sms_from": env_str("CLINIC_TWILIO_SMS_FROM", ""),
+    "whatsapp_from": env_str("CLINIC_TWILIO_WHATSAPP_FROM", ""),
+    "messaging_service_sid": env_str("CLINIC_TWILIO_MESSAGING_SERVICE_SID", ""),
+    "base_url": env_str("CLINIC_TWILIO_URL", ""),
+}
+MESSAGING_PROVIDERS = {
+    "sms": _TWILIO,
+    "whatsapp": _TWILIO,
+    "email": {
+        "provider": "smtp" if env_str("CLINIC_SMTP_HOST", "") else "",
+        "host": env_str("CLINIC_SMTP_HOST", ""),
+        "port": env_int("CLINIC_SMTP_PORT", 587),
+        "username": env_str("CLINIC_SMTP_USER", ""),
+        "password": env_str("CLINIC_SMTP_PASSWORD", ""),
+        "use_tls": env_bool("CLINIC_SMTP_TLS", True),
+        "from_email": env_str("CLINIC_SMTP_FROM", ""),
+    },
+}
 # Patients cancel or reschedule online up to this many minutes before the visit.
 PORTAL_CHANGE_NOTICE_MINUTES = env_int("CLINIC_PORTAL_CHANGE_NOTICE_MINUTES", 120)
 # A patient's account session ends after this many idle minutes.
