@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +38,9 @@ BOOKING_PHONE = "http://fhir-registry.smarthealthit.org/StructureDefinition/book
 _DECIMAL_MARK = "\u0000decimal:"
 
 
+@functools.lru_cache(maxsize=4096)
 def _b32(value: uuid.UUID) -> str:
+    """Ids of doctors, branches and services repeat in every Slot of a search: encode once."""
     return base64.b32encode(value.bytes).decode().rstrip("=").lower()
 
 
@@ -97,24 +101,29 @@ def instant(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def instant_of(epoch_seconds: int) -> str:
+    """``instant`` of an epoch time, without building a datetime (a search makes thousands)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
+
+
 def money(amount: Decimal, currency: str) -> dict[str, Any]:
     return {"value": amount, "currency": currency}
 
 
-def _mark_decimals(value: Any) -> Any:
+def _mark_decimal(value: Any) -> str:
+    """The encoder's hook for what JSON lacks: a Decimal becomes a marked string, unquoted by
+    ``fhir_json`` afterwards, so its digits are written exactly."""
     if isinstance(value, Decimal):
         return f"{_DECIMAL_MARK}{value}"
-    if isinstance(value, dict):
-        return {key: _mark_decimals(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mark_decimals(item) for item in value]
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def fhir_json(resource: Any) -> str:
     """One FHIR JSON document on one line, decimals written with their own digits."""
-    text = json.dumps(_mark_decimals(resource), ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(resource, ensure_ascii=False, separators=(",", ":"), default=_mark_decimal)
     marker = json.dumps(_DECIMAL_MARK)[1:-1]  # as the encoder escapes it
+    if marker not in text:
+        return text
     pieces = text.split(f'"{marker}')
     out = [pieces[0]]
     for piece in pieces[1:]:

@@ -18,6 +18,7 @@ from .fhir import (
     SPECIALTY_SYSTEM,
     SlotKey,
     instant,
+    instant_of,
     money,
     reference,
     schedule_id,
@@ -148,8 +149,8 @@ def slot(
         "id": key.encode(),
         "schedule": reference("Schedule", schedule_id(found.doctor_public_id, branch.public_id)),
         "status": "free" if found.state == FREE else "busy-tentative",
-        "start": instant(found.starts_at),
-        "end": instant(found.ends_at),
+        "start": instant_of(found.start),
+        "end": instant_of(found.end),
         "serviceType": [service_concept(service.public_id, service.name)],
     }
     if booking_url is not None:
