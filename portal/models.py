@@ -9,11 +9,14 @@ the portal.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from PIL import Image, UnidentifiedImageError
 
 from clinic.audit.history import track_history
 from clinic.core.models import TimeStampedModel
@@ -31,6 +34,39 @@ class PriceRounding(models.TextChoices):
     TO_10 = "10", _("To 10 roubles")
     TO_50 = "50", _("To 50 roubles")
     TO_100 = "100", _("To 100 roubles")
+
+
+PHOTO_MAX_BYTES = 2 * 1024 * 1024
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+def validate_doctor_photo(value: Any) -> None:
+    """A newly uploaded photo is a JPEG, PNG or WebP image of at most 2 MB.
+
+    A photo stored earlier was checked when it was uploaded and is not read again (the file
+    may live on another storage, or be gone).
+    """
+    if getattr(value, "_committed", True):
+        return
+    if value.size > PHOTO_MAX_BYTES:
+        raise ValidationError(
+            _("The photo must be at most 2 MB; this file is %(size)s MB."),
+            code="photo_too_large",
+            params={"size": f"{value.size / (1024 * 1024):.1f}"},
+        )
+    try:
+        value.seek(0)
+        with Image.open(value) as image:
+            image_format = image.format
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        image_format = None
+    finally:
+        value.seek(0)
+    if image_format not in PHOTO_FORMATS:
+        raise ValidationError(
+            _("The photo must be a JPEG, PNG or WebP image."), code="photo_not_an_image"
+        )
 
 
 @track_history()
@@ -90,6 +126,13 @@ class DoctorOnlineSettings(TimeStampedModel):
         help_text=_("Empty: the organization's rule for the portal channel."),
     )
     bio = models.TextField(_("short biography"), blank=True)
+    photo = models.ImageField(
+        _("photo"),
+        upload_to="portal/doctors/",
+        blank=True,
+        validators=[validate_doctor_photo],
+        help_text=_("A JPEG, PNG or WebP image of at most 2 MB, shown on the doctor's card."),
+    )
     for_children = models.BooleanField(_("sees children"), default=False)
     for_adults = models.BooleanField(_("sees adults"), default=True)
 

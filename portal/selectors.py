@@ -3,7 +3,8 @@
 Built on the public feeds' selectors (``integrations.website.selectors``) so the portal and the
 FHIR feeds never disagree about who is public; the portal then drops doctors whose online
 settings say they are not bookable and narrows each doctor's services to the ones his settings
-allow (no settings row: bookable, every service, price shown).
+allow (no settings row: bookable, every service, price shown). Prices are the portal's own
+(``portal.pricing``), read in one batch for a whole page.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from integrations.website.selectors import (
     public_doctors,
     public_schedules,
     public_services,
-    self_pay_prices,
 )
 from scheduling.models import Resource, Service, WorkSchedule
 
-from .models import DoctorOnlineSettings
+from .models import ConsultationMode, DoctorOnlineSettings
+from .pricing import PortalPrice, portal_prices, price_key, settings_of
 
 
 class Audience:
@@ -42,15 +43,41 @@ class BranchCard:
 
 
 @dataclass
+class ServiceOffer:
+    """A service a doctor takes online bookings for, with its price (None: not shown)."""
+
+    service: Service
+    price: PortalPrice | None
+
+
+@dataclass
 class DoctorCard:
     doctor: Resource
     settings: DoctorOnlineSettings | None
     branches: list[Branch] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
+    prices: dict[int, PortalPrice] = field(default_factory=dict)
 
     @property
     def show_price(self) -> bool:
         return self.settings is None or self.settings.show_price
+
+    @property
+    def offers(self) -> list[ServiceOffer]:
+        return [ServiceOffer(service, self.prices.get(service.pk)) for service in self.services]
+
+    @property
+    def mode(self) -> ConsultationMode:
+        return consultation_mode(self.doctor)
+
+    @property
+    def photo_url(self) -> str:
+        photo = self.settings.photo if self.settings is not None else None
+        return photo.url if photo else ""
+
+    @property
+    def initials(self) -> str:
+        return name_initials(self.doctor.name)
 
     @property
     def for_children(self) -> bool:
@@ -63,9 +90,34 @@ class DoctorCard:
 
 @dataclass
 class ServiceCard:
+    """A service with the lowest shown price and the lowest price for paying online."""
+
     service: Service
     price: Decimal | None
     doctors: list[Resource] = field(default_factory=list)
+    online_price: Decimal | None = None
+
+    @property
+    def online_is_cheaper(self) -> bool:
+        return (
+            self.price is not None
+            and self.online_price is not None
+            and self.online_price < self.price
+        )
+
+
+def consultation_mode(doctor: Resource) -> ConsultationMode:
+    """How the doctor consults patients who book online (no settings row: in the clinic)."""
+    settings = settings_of(doctor)
+    if settings is None:
+        return ConsultationMode.IN_CLINIC
+    return ConsultationMode(settings.consultation_mode)
+
+
+def name_initials(name: str) -> str:
+    """Up to two capital letters standing for a name, for the card of a doctor without a photo."""
+    letters = [word[0] for word in name.replace(".", " ").split() if word[:1].isalpha()]
+    return "".join(letters[:2]).upper()
 
 
 def branch_cards() -> list[BranchCard]:
@@ -96,13 +148,6 @@ def bookable_doctors() -> list[Resource]:
     )
 
 
-def _settings_of(doctor: Resource) -> DoctorOnlineSettings | None:
-    try:
-        return doctor.online_settings
-    except DoctorOnlineSettings.DoesNotExist:
-        return None
-
-
 def bookable_schedules() -> list[PublicSchedule]:
     """(doctor, branch) pairs of bookable doctors, each with the services bookable online."""
     doctors = bookable_doctors()
@@ -118,8 +163,12 @@ def bookable_schedules() -> list[PublicSchedule]:
     return [entry for entry in schedules if entry.services]
 
 
-def doctor_cards(*, specialty: str = "", branch: str = "", audience: str = "") -> list[DoctorCard]:
-    """Bookable doctors, filtered by specialty code, branch public id and who they see."""
+def doctor_cards(
+    *, specialty: str = "", branch: str = "", audience: str = "", priced: bool = True
+) -> list[DoctorCard]:
+    """Bookable doctors, filtered by specialty code, branch public id and who they see, each
+    with today's prices of his services in his home branch (one batch for all, unless not
+    ``priced``)."""
     cards: dict[int, DoctorCard] = {}
     for entry in bookable_schedules():
         if branch and str(entry.branch.public_id) != branch:
@@ -130,7 +179,7 @@ def doctor_cards(*, specialty: str = "", branch: str = "", audience: str = "") -
             continue
         card = cards.get(doctor.pk)
         if card is None:
-            card = cards[doctor.pk] = DoctorCard(doctor=doctor, settings=_settings_of(doctor))
+            card = cards[doctor.pk] = DoctorCard(doctor=doctor, settings=settings_of(doctor))
         card.branches.append(entry.branch)
         for service in entry.services:
             if service not in card.services:
@@ -140,6 +189,16 @@ def doctor_cards(*, specialty: str = "", branch: str = "", audience: str = "") -
         found = [card for card in found if card.for_children]
     elif audience == Audience.ADULTS:
         found = [card for card in found if card.for_adults]
+    if priced:
+        prices = portal_prices(
+            [(card.doctor, service, None) for card in found for service in card.services],
+            on=timezone.localdate(),
+        )
+        for card in found:
+            for service in card.services:
+                price = prices.get(price_key(card.doctor, service))
+                if price is not None:
+                    card.prices[service.pk] = price
     return found
 
 
@@ -148,30 +207,27 @@ def doctor_card(public_id: str) -> DoctorCard | None:
 
 
 def service_cards() -> list[ServiceCard]:
-    """Services bookable online with the self-pay price, shown only when some doctor who
-    performs the service lets his price be shown."""
+    """Services bookable online with the lowest portal price among the doctors who perform
+    them where they work, counting only doctors who let their price be shown (one batch)."""
     schedules = bookable_schedules()
     cards: dict[int, ServiceCard] = {}
-    price_shown: set[int] = set()
-    branches: dict[int, Branch] = {}
+    offers = []
     for entry in schedules:
-        branches[entry.branch.pk] = entry.branch
-        settings = _settings_of(entry.doctor)
         for service in entry.services:
             card = cards.setdefault(service.pk, ServiceCard(service=service, price=None))
             if entry.doctor not in card.doctors:
                 card.doctors.append(entry.doctor)
-            if settings is None or settings.show_price:
-                price_shown.add(service.pk)
-    prices = self_pay_prices(
-        services=[card.service for card in cards.values()],
-        branches=list(branches.values()),
-        on_date=timezone.localdate(),
-    )
-    for card in cards.values():
-        if card.service.pk in price_shown:
-            amounts = [a for (_b, s), a in prices.items() if s == card.service.pk]
-            card.price = min(amounts) if amounts else None
+            offers.append((entry.doctor, service, entry.branch))
+    prices = portal_prices(offers, on=timezone.localdate())
+    for doctor, service, branch in offers:
+        price = prices.get(price_key(doctor, service, branch))
+        if price is None:
+            continue
+        card = cards[service.pk]
+        card.price = price.full if card.price is None else min(card.price, price.full)
+        card.online_price = (
+            price.online if card.online_price is None else min(card.online_price, price.online)
+        )
     return sorted(cards.values(), key=lambda card: (card.service.name, card.service.pk))
 
 

@@ -1,9 +1,10 @@
 """The patient portal's public pages and booking wizard (server-rendered, no login).
 
 The wizard keeps its state in the session: the chosen slot id, this browser's hold token and
-the patient's details between the details and the code steps. Nothing is written to the
-schedule before the code is confirmed; the hold is the only trace until then and is released
-when the patient cancels the wizard.
+the patient's details (and a child's representative's) between the details and the code steps.
+Nothing is written to the schedule before the code is confirmed; the hold is the only trace until
+then and is released when the patient cancels the wizard. Every step answers the same way
+whether or not the phone or the name belongs to a registered patient.
 """
 
 from __future__ import annotations
@@ -24,13 +25,19 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.core.selectors import branch_public_list
 from integrations.website.booking import ContainedPatient
+from patients.models import ADULT_AGE_YEARS, Relation
 from patients.normalizers import normalize_name_part
-from scheduling.models import Service
+from scheduling.models import Appointment, Service
 
 from . import selectors
 from .booking import (
     PARTS_OF_DAY,
     ChosenSlot,
+    OfferedSlot,
+    Representative,
+    age_on,
+    booking_limits_checked,
+    patient_refusal,
     portal_book,
     portal_cancel,
     slot_chosen,
@@ -42,6 +49,8 @@ from .codes import code_send, code_verify, phone_checked
 from .errors import PortalError
 from .links import appointment_from_token, appointment_token
 from .models import CodePurpose
+from .pricing import PortalPrice, portal_price
+from .selectors import consultation_mode
 
 SESSION_KEY = "portal_booking"
 HOLD_TOKEN_KEY = "portal_hold_token"  # noqa: S105 (a session key, not a secret)
@@ -84,7 +93,7 @@ def doctor_list(request: HttpRequest) -> HttpResponse:
     specialty = request.GET.get("specialty", "")
     branch = request.GET.get("branch", "")
     audience = request.GET.get("audience", "")
-    every = selectors.doctor_cards()
+    every = selectors.doctor_cards(priced=False)
     context = {
         "cards": selectors.doctor_cards(specialty=specialty, branch=branch, audience=audience),
         "specialties": selectors.specialties(every),
@@ -174,30 +183,133 @@ def _named(rows: dict[Any, Any]) -> list[tuple[str, str]]:
     return [(str(key), row.name) for key, row in sorted(rows.items(), key=lambda i: i[1].name)]
 
 
+class Patient:
+    SELF = "self"
+    CHILD = "child"
+
+
+REPRESENTATIVE_RELATIONS = [
+    (Relation.MOTHER.value, Relation.MOTHER.label),
+    (Relation.FATHER.value, Relation.FATHER.label),
+    (Relation.GUARDIAN.value, Relation.GUARDIAN.label),
+    (Relation.TRUSTEE.value, Relation.TRUSTEE.label),
+]
+REPRESENTATIVE_FIELDS = (
+    "rep_last_name",
+    "rep_first_name",
+    "rep_patronymic",
+    "rep_birth_date",
+    "rep_relation",
+)
+
+
+def _not_in_future(value: datetime.date | None) -> datetime.date | None:
+    if value is not None and value > timezone.localdate():
+        raise forms.ValidationError(_("The birth date cannot be in the future."))
+    return value
+
+
 class DetailsForm(forms.Form):
-    last_name = forms.CharField(label=gettext_lazy("Last name"), max_length=100)
-    first_name = forms.CharField(label=gettext_lazy("First name"), max_length=100)
-    patronymic = forms.CharField(label=gettext_lazy("Patronymic"), max_length=100, required=False)
-    phone = forms.CharField(
-        label=gettext_lazy("Phone"),
-        max_length=32,
-        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+    """Who the patient is: the visitor, or the visitor's child with the visitor as the child's
+    legal representative. The phone is always the visitor's: the code goes there."""
+
+    patient = forms.ChoiceField(
+        label=gettext_lazy("Who is the patient?"),
+        choices=[
+            (Patient.SELF, gettext_lazy("The patient is me")),
+            (
+                Patient.CHILD,
+                gettext_lazy("The patient is my child (I am the legal representative)"),
+            ),
+        ],
+        widget=forms.RadioSelect,
+        required=False,
+        initial=Patient.SELF,
+    )
+    last_name = forms.CharField(label=gettext_lazy("Patient's last name"), max_length=100)
+    first_name = forms.CharField(label=gettext_lazy("Patient's first name"), max_length=100)
+    patronymic = forms.CharField(
+        label=gettext_lazy("Patient's patronymic"), max_length=100, required=False
     )
     birth_date = forms.DateField(
-        label=gettext_lazy("Birth date"), widget=forms.DateInput(attrs={"type": "date"})
+        label=gettext_lazy("Patient's birth date"), widget=forms.DateInput(attrs={"type": "date"})
+    )
+    phone = forms.CharField(
+        label=gettext_lazy("Your phone"),
+        max_length=32,
+        help_text=gettext_lazy("We send the code to confirm the booking to this phone."),
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+    )
+    rep_last_name = forms.CharField(
+        label=gettext_lazy("Your last name"), max_length=100, required=False
+    )
+    rep_first_name = forms.CharField(
+        label=gettext_lazy("Your first name"), max_length=100, required=False
+    )
+    rep_patronymic = forms.CharField(
+        label=gettext_lazy("Your patronymic"), max_length=100, required=False
+    )
+    rep_birth_date = forms.DateField(
+        label=gettext_lazy("Your birth date"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    rep_relation = forms.ChoiceField(
+        label=gettext_lazy("You are the child's"),
+        choices=[("", "—"), *REPRESENTATIVE_RELATIONS],
+        required=False,
     )
 
-    def clean_birth_date(self) -> datetime.date:
-        value: datetime.date = self.cleaned_data["birth_date"]
-        if value > timezone.localdate():
-            raise forms.ValidationError(_("The birth date cannot be in the future."))
-        return value
+    def __init__(self, *args: Any, chosen: ChosenSlot, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chosen = chosen
+
+    @property
+    def patient_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in ("last_name", "first_name", "patronymic", "birth_date")]
+
+    @property
+    def representative_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in REPRESENTATIVE_FIELDS]
+
+    def clean_birth_date(self) -> datetime.date | None:
+        return _not_in_future(self.cleaned_data["birth_date"])
+
+    def clean_rep_birth_date(self) -> datetime.date | None:
+        return _not_in_future(self.cleaned_data["rep_birth_date"])
 
     def clean_phone(self) -> str:
         try:
             return phone_checked(self.cleaned_data["phone"])
         except PortalError as refusal:
             raise forms.ValidationError(str(refusal.message)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        data["patient"] = data.get("patient") or Patient.SELF
+        born = data.get("birth_date")
+        if data["patient"] == Patient.CHILD:
+            required = {
+                "rep_last_name": _("Give your last name."),
+                "rep_first_name": _("Give your first name."),
+                "rep_birth_date": _("Give your birth date."),
+                "rep_relation": _("Say who you are to the child."),
+            }
+            for name, message in required.items():
+                if not data.get(name) and name not in self.errors:
+                    self.add_error(name, message)
+            if born is not None and age_on(born, timezone.localdate()) >= ADULT_AGE_YEARS:
+                self.add_error(
+                    "birth_date",
+                    _("A child must be under %(age)s. A grown-up patient books for themselves.")
+                    % {"age": ADULT_AGE_YEARS},
+                )
+                born = None
+        if born is not None and "birth_date" not in self.errors:
+            refusal = patient_refusal(self.chosen, born)
+            if refusal is not None:
+                self.add_error("birth_date", str(refusal.message))
+        return data
 
 
 class CodeForm(forms.Form):
@@ -230,8 +342,30 @@ def _search_page(
     days: dict[datetime.date, list[Any]] = {}
     for slot in slots:
         days.setdefault(slot.starts_at.date(), []).append(slot)
-    context = {"form": form, "service": service, "days": days, "error": error}
+    context = {
+        "form": form,
+        "service": service,
+        "days": days,
+        "offers": _doctor_offers(slots),
+        "error": error,
+    }
     return render(request, "portal/book_search.html", context, status=status)
+
+
+def _doctor_offers(slots: list[OfferedSlot]) -> list[dict[str, Any]]:
+    """Each doctor and branch of the found times once, with the consultation and the price."""
+    offers: dict[tuple[int, int], dict[str, Any]] = {}
+    for slot in slots:
+        offers.setdefault(
+            (slot.doctor.pk, slot.branch.pk),
+            {
+                "doctor": slot.doctor,
+                "branch": slot.branch,
+                "price": slot.price,
+                "mode": consultation_mode(slot.doctor),
+            },
+        )
+    return sorted(offers.values(), key=lambda o: (o["doctor"].name, o["branch"].name))
 
 
 @require_GET
@@ -266,24 +400,34 @@ def book_hold(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @portal_page(no_store=True)
 def book_details(request: HttpRequest) -> HttpResponse:
-    """The patient's name, phone and birth date; sends the one-time code to the phone."""
+    """The patient's name and birth date (a child's with the representative's), and the
+    visitor's phone; sends the one-time code to the phone."""
     chosen = _chosen(request)
     if chosen is None:
         return redirect("portal:book")
     state = _state(request)
-    form = DetailsForm(request.POST or None, initial=state.get("details"))
+    form = DetailsForm(request.POST or None, initial=_form_initial(state), chosen=chosen)
     status = 200
     if request.method == "POST":
         status = 400
         if form.is_valid():
             data = form.cleaned_data
             details = {
+                "patient": data["patient"],
                 "last_name": normalize_name_part(data["last_name"]),
                 "first_name": normalize_name_part(data["first_name"]),
                 "patronymic": normalize_name_part(data["patronymic"]),
                 "phone": data["phone"],
                 "birth_date": data["birth_date"].isoformat(),
             }
+            if data["patient"] == Patient.CHILD:
+                details["representative"] = {
+                    "last_name": normalize_name_part(data["rep_last_name"]),
+                    "first_name": normalize_name_part(data["rep_first_name"]),
+                    "patronymic": normalize_name_part(data["rep_patronymic"]),
+                    "birth_date": data["rep_birth_date"].isoformat(),
+                    "relation": data["rep_relation"],
+                }
             try:
                 code_send(
                     phone=details["phone"],
@@ -301,6 +445,35 @@ def book_details(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/book_details.html", context, status=status)
 
 
+def _form_initial(state: dict[str, Any]) -> dict[str, Any]:
+    """The details typed before, to fill the form again when the patient comes back to it."""
+    details = dict(state.get("details") or {})
+    representative = details.pop("representative", None) or {}
+    details.update({f"rep_{name}": value for name, value in representative.items()})
+    return details
+
+
+def _booking_parties(details: dict[str, Any]) -> tuple[ContainedPatient, Representative | None]:
+    patient = ContainedPatient(
+        last_name=details["last_name"],
+        first_name=details["first_name"],
+        patronymic=details["patronymic"],
+        phone=details["phone"],
+        birth_date=datetime.date.fromisoformat(details["birth_date"]),
+    )
+    typed = details.get("representative")
+    if not typed:
+        return patient, None
+    return patient, Representative(
+        last_name=typed["last_name"],
+        first_name=typed["first_name"],
+        patronymic=typed["patronymic"],
+        birth_date=datetime.date.fromisoformat(typed["birth_date"]),
+        phone=details["phone"],
+        relation=typed["relation"],
+    )
+
+
 @require_http_methods(["GET", "POST"])
 @portal_page(no_store=True)
 def book_code(request: HttpRequest) -> HttpResponse:
@@ -315,35 +488,65 @@ def book_code(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         status = 400
         if form.is_valid():
-            if not code_verify(
-                phone=details["phone"],
-                purpose=CodePurpose.BOOKING,
-                code=form.cleaned_data["code"],
-            ):
-                form.add_error(
-                    "code", _("The code is wrong or has expired. Check it or ask for a new one.")
-                )
+            try:
+                # Counted before the code is read: a refused try leaves the code usable.
+                booking_limits_checked(phone=details["phone"], ip=request.META.get("REMOTE_ADDR"))
+            except PortalError as refusal:
+                form.add_error(None, str(refusal.message))
+                status = refusal.status_code
             else:
-                patient = ContainedPatient(
-                    last_name=details["last_name"],
-                    first_name=details["first_name"],
-                    patronymic=details["patronymic"],
-                    phone=details["phone"],
-                    birth_date=datetime.date.fromisoformat(details["birth_date"]),
-                )
-                try:
-                    appointment = portal_book(
-                        chosen=chosen, patient=patient, token=_hold_token(request)
-                    )
-                except PortalError as refusal:
-                    form.add_error(None, str(refusal.message))
-                    status = refusal.status_code
-                else:
-                    request.session.pop(SESSION_KEY, None)
-                    request.session["portal_booked"] = str(appointment_token(appointment))
+                status = _code_checked_and_booked(request, form, chosen, details)
+                if status == 302:
                     return redirect("portal:book_done")
-    context = {"form": form, "chosen": chosen, "phone": details["phone"]}
+    context = {
+        "form": form,
+        "chosen": chosen,
+        "phone": details["phone"],
+        "for_child": bool(details.get("representative")),
+    }
     return render(request, "portal/book_code.html", context, status=status)
+
+
+def _code_checked_and_booked(
+    request: HttpRequest, form: CodeForm, chosen: ChosenSlot, details: dict[str, Any]
+) -> int:
+    """Book when the code is right: 302 when booked, else the status of the refusal (the
+    refusal is added to the form)."""
+    if not code_verify(
+        phone=details["phone"], purpose=CodePurpose.BOOKING, code=form.cleaned_data["code"]
+    ):
+        form.add_error(
+            "code", _("The code is wrong or has expired. Check it or ask for a new one.")
+        )
+        return 400
+    patient, representative = _booking_parties(details)
+    try:
+        appointment = portal_book(
+            chosen=chosen,
+            patient=patient,
+            token=_hold_token(request),
+            representative=representative,
+        )
+    except PortalError as refusal:
+        form.add_error(None, str(refusal.message))
+        return refusal.status_code
+    request.session.pop(SESSION_KEY, None)
+    request.session["portal_booked"] = str(appointment_token(appointment))
+    return 302
+
+
+def _visit_terms(appointment: Appointment) -> dict[str, Any]:
+    """The consultation and the portal's price of the booked visit on its day, for
+    ``_appointment.html`` (no price for several services: the portal books one)."""
+    doctor = appointment.doctor
+    if doctor is None:
+        return {}
+    services = list(appointment.services.all())
+    price: PortalPrice | None = None
+    if len(services) == 1:
+        day = timezone.localtime(appointment.starts_at, appointment.branch.zone).date()
+        price = portal_price(doctor, services[0], on=day, branch=appointment.branch)
+    return {"visit_mode": consultation_mode(doctor), "visit_price": price}
 
 
 @require_GET
@@ -353,7 +556,12 @@ def book_done(request: HttpRequest) -> HttpResponse:
     appointment = appointment_from_token(str(token)) if token else None
     if appointment is None:
         return redirect("portal:book")
-    context = {"appointment": appointment, "token": token, "zone": appointment.branch.time_zone}
+    context = {
+        "appointment": appointment,
+        "token": token,
+        "zone": appointment.branch.time_zone,
+        **_visit_terms(appointment),
+    }
     return render(request, "portal/book_done.html", context)
 
 
@@ -390,5 +598,6 @@ def appointment_link(request: HttpRequest, token: str) -> HttpResponse:
         "appointment": appointment,
         "error": error,
         "zone": appointment.branch.time_zone,
+        **_visit_terms(appointment),
     }
     return render(request, "portal/appointment.html", context, status=status)

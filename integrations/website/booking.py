@@ -9,7 +9,11 @@ Which patient: a returning patient is linked only when exactly one living person
 organization has the same phone *and* a similar name with the same birth date (the duplicate
 search every create path uses). Anything weaker is booked as a primary patient, whom the desk
 registers at the first visit, so that nobody can attach a booking to someone else's record by
-knowing only a phone number.
+knowing only a phone number. The answer is the same either way.
+
+How often: bookings are counted per phone and per client address (``booking_limit_reached``),
+the same counters the portal's wizard uses, and refused with 429 over a limit; while the
+counters cannot be read (Redis down) bookings are refused rather than let through unlimited.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from clinic.core.selectors import branch_public_list
 from patients.dedup import PersonFacts, duplicate_candidates
 from patients.models import Person
 from patients.normalizers import normalize_name_part, normalize_phone
+from portal.ratelimit import Limit, RateLimitUnavailable, limit_reached, seconds_left
 from scheduling.errors import IdempotencyKeyReused, SchedulingError, SlotConflict
 from scheduling.models import Appointment, BookingChannel, Resource, Service
 from scheduling.schedules import working_intervals
@@ -37,6 +42,46 @@ from .fhir import SERVICE_SYSTEM, FhirError, SlotKey, slot_decode
 from .selectors import public_doctors, public_services
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 100
+BOOKINGS_PER_PHONE_HOUR = Limit("booking-phone-hour", 10, 3600)
+BOOKINGS_PER_PHONE_DAY = Limit("booking-phone-day", 20, 86400)
+BOOKINGS_PER_IP_HOUR = Limit("booking-ip-hour", 30, 3600)
+
+
+class BookingThrottled(FhirError):
+    """A booking limit was reached (429); ``retry_after`` seconds until it resets."""
+
+    def __init__(self, diagnostics: str, retry_after: int) -> None:
+        super().__init__(429, "throttled", diagnostics)
+        self.retry_after = retry_after
+
+
+def booking_limit_reached(*, phone: str, ip: str | None) -> Limit | None:
+    """Count one booking try of the phone (E.164) and the address; the first limit now
+    exceeded, or None. Raises ``RateLimitUnavailable`` when the counters cannot be read."""
+    checks = [(BOOKINGS_PER_PHONE_HOUR, phone), (BOOKINGS_PER_PHONE_DAY, phone)]
+    if ip:
+        checks.append((BOOKINGS_PER_IP_HOUR, ip))
+    for limit, subject in checks:
+        if limit_reached(limit, subject):
+            return limit
+    return None
+
+
+def _limits_checked(phone: str, ip: str | None) -> None:
+    try:
+        limit = booking_limit_reached(phone=phone, ip=ip)
+    except RateLimitUnavailable:
+        raise FhirError(
+            503,
+            "transient",
+            _("Online booking is paused for a minute. Please try again shortly."),
+        ) from None
+    if limit is not None:
+        raise BookingThrottled(
+            _("Too many bookings were tried. Try again in %(value)s s.")
+            % {"value": seconds_left(limit)},
+            seconds_left(limit),
+        )
 
 
 @dataclass
@@ -188,8 +233,12 @@ def _unavailable() -> FhirError:
     return FhirError(503, "transient", _("Online booking is not available at this branch."))
 
 
-def appointment_create(*, body: Any, idempotency_key: str | None) -> Booked:
-    """Book the contained patient into the slot; raises ``FhirError`` for every refusal."""
+def appointment_create(
+    *, body: Any, idempotency_key: str | None, client_ip: str | None = None
+) -> Booked:
+    """Book the contained patient into the slot; raises ``FhirError`` for every refusal.
+
+    ``client_ip`` is the caller's address for the per-address booking limit."""
     if not isinstance(body, dict) or body.get("resourceType") != "Appointment":
         raise _invalid("resourceType", _("Send an Appointment resource."))
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
@@ -212,6 +261,7 @@ def appointment_create(*, body: Any, idempotency_key: str | None) -> Booked:
             404, "not-found", _("The slot “%(value)s” does not exist.") % {"value": slot_id}
         )
     patient = _contained_patient(body, doctor.organization.phone_region)
+    _limits_checked(patient.phone, client_ip)
     branch = booking_branch(doctor, key.starts_at)
     if branch is None:
         raise FhirError(
@@ -259,4 +309,12 @@ def appointment_create(*, body: Any, idempotency_key: str | None) -> Booked:
     )
 
 
-__all__ = ["Booked", "appointment_create", "booking_branch", "returning_patient", "website_actor"]
+__all__ = [
+    "Booked",
+    "BookingThrottled",
+    "appointment_create",
+    "booking_branch",
+    "booking_limit_reached",
+    "returning_patient",
+    "website_actor",
+]

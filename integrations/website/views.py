@@ -33,7 +33,7 @@ from scheduling.errors import SchedulingError
 from scheduling.models import BookingChannel, Resource, Service
 
 from . import resources
-from .booking import appointment_create
+from .booking import BookingThrottled, appointment_create
 from .fhir import (
     FHIR_JSON,
     SERVICE_SYSTEM,
@@ -92,8 +92,13 @@ class FhirView(APIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, FhirError):
+            headers = (
+                {"Retry-After": str(exc.retry_after)} if isinstance(exc, BookingThrottled) else None
+            )
             return Response(
-                operation_outcome(exc.code, exc.diagnostics, exc.expression), status=exc.status
+                operation_outcome(exc.code, exc.diagnostics, exc.expression),
+                status=exc.status,
+                headers=headers,
             )
         if isinstance(exc, exceptions.Throttled):
             return Response(
@@ -350,7 +355,9 @@ class AppointmentView(FhirView):
 
     def post(self, request: Request) -> Response:
         booked = appointment_create(
-            body=request.data, idempotency_key=request.headers.get("Idempotency-Key")
+            body=request.data,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            client_ip=PublicThrottle().get_ident(request),
         )
         resource = resources.appointment(
             booked.appointment, slot_id=booked.slot_id, service=booked.service

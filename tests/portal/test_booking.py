@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import datetime
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from clinic.outbox.models import OutboxMessage
@@ -17,11 +20,12 @@ from integrations.website.fhir import SlotKey
 from patients.models import ContactKind
 from portal import ratelimit
 from portal.codes import CODE_CHANNEL
+from portal.models import ConsultationMode, DoctorOnlineSettings, PriceRounding
 from scheduling import holds
 from scheduling.models import Appointment, AppointmentStatus, BookingChannel
 from scheduling.services import BookingRequest, PrimaryPatient, appointment_book
 from tests.patients.factories import ContactFactory, PersonFactory
-from tests.scheduling.factories import local, tomorrow
+from tests.scheduling.factories import doctor, local, service_for, tomorrow, works
 
 from .test_pages import Clinic, clinic_build
 from .test_pages import urlpatterns as urlpatterns
@@ -38,15 +42,20 @@ DETAILS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fresh_redis() -> None:
-    """No rate-limit window or hold of an earlier test leaks into this one."""
+def redis_cleared() -> None:
+    """Forget every rate-limit window and hold."""
     for client, pattern in (
         (ratelimit._client(), "clinic:ratelimit:*"),
         (holds._client(), "clinic:hold:*"),
     ):
         for key in client.scan_iter(pattern):
             client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def fresh_redis() -> None:
+    """No rate-limit window or hold of an earlier test leaks into this one."""
+    redis_cleared()
 
 
 @pytest.fixture
@@ -231,3 +240,129 @@ def test_a_time_taken_meanwhile_is_409_and_nothing_more_is_booked(
     assert refused.status_code == 409
     assert "data-form-errors" in refused.content.decode()
     assert list(Appointment.objects.all()) == [desk_booking]
+
+
+def test_the_doctors_horizon_and_minimum_notice_narrow_the_offered_times(
+    client: Client, site: Clinic
+) -> None:
+    slot = slot_at(site, local(tomorrow(), "10:00"))
+    search = {"service": str(site.service.public_id)}
+    assert f'data-slot="{slot}"' in client.get("/portal/book/", search).content.decode()
+
+    settings_row = DoctorOnlineSettings.objects.create(doctor=site.doctor, horizon_days=0)
+    page = client.get("/portal/book/", search).content.decode()
+    assert "data-slot=" not in page and "data-no-slots" in page
+    assert client.post("/portal/book/hold/", {"slot": slot}).status_code == 409
+
+    settings_row.horizon_days = None
+    settings_row.min_notice_minutes = 3 * 24 * 60
+    settings_row.save()
+    assert f'data-slot="{slot}"' not in client.get("/portal/book/", search).content.decode()
+    assert client.get("/portal/book/", {"slot": slot}).status_code == 409
+
+    settings_row.min_notice_minutes = 5
+    settings_row.save()
+    assert f'data-slot="{slot}"' in client.get("/portal/book/", search).content.decode()
+
+
+def test_only_the_services_the_settings_allow_are_offered_and_booked(
+    client: Client, site: Clinic
+) -> None:
+    other = service_for(site.specialty, organization=site.branch.organization, name="Other")
+    settings_row = DoctorOnlineSettings.objects.create(doctor=site.doctor)
+    settings_row.services.add(other)
+    slot = slot_at(site, local(tomorrow(), "10:00"))
+    page = client.get("/portal/book/", {"service": str(site.service.public_id)})
+    assert f'data-slot="{slot}"' not in page.content.decode()
+    assert client.post("/portal/book/hold/", {"slot": slot}).status_code == 409
+    assert (
+        "Other" in client.get("/portal/book/", {"service": str(other.public_id)}).content.decode()
+    )
+
+
+def test_settings_changed_after_the_hold_stop_the_booking(client: Client, site: Clinic) -> None:
+    """The wizard reads the slot again at every step: a notice set meanwhile refuses it."""
+    client.post("/portal/book/hold/", {"slot": slot_at(site, local(tomorrow(), "10:00"))})
+    client.post("/portal/book/details/", DETAILS)
+    DoctorOnlineSettings.objects.create(doctor=site.doctor, min_notice_minutes=3 * 24 * 60)
+    refused = client.post("/portal/book/code/", {"code": sent_code()})
+    assert refused.status_code == 302 and refused["Location"] == "/portal/book/"
+    assert not Appointment.objects.exists()
+
+
+def test_every_step_shows_the_price_the_online_price_the_prepayment_and_the_consultation(
+    site: Clinic,
+) -> None:
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    DoctorOnlineSettings.objects.create(
+        doctor=site.doctor,
+        prepayment_discount_percent=Decimal("10"),
+        price_rounding=PriceRounding.TO_100,
+        prepayment_amount=Decimal("500"),
+        consultation_mode=ConsultationMode.ONLINE,
+    )
+    slot = slot_at(site, local(tomorrow(), "10:00"))
+    search = client.get("/portal/book/", {"service": str(site.service.public_id)})
+    page = search.content.decode()
+    assert 'data-price="1500.00" data-online-price="1400.00"' in page
+    assert 'data-prepayment="500.00"' in page
+    assert 'data-mode="online"' in page and "Online (video)" in page
+    assert 'data-slot-price="1500.00"' in page
+    assert "paying online in advance" in page and "Prepayment of 500" in page
+
+    assert (
+        'data-online-price="1400.00"'
+        in client.get("/portal/book/", {"slot": slot}).content.decode()
+    )
+    client.post("/portal/book/hold/", {"slot": slot})
+    details = client.get("/portal/book/details/").content.decode()
+    assert 'data-online-price="1400.00"' in details and 'data-mode="online"' in details
+    client.post("/portal/book/details/", DETAILS)
+    code_page = client.get("/portal/book/code/").content.decode()
+    assert 'data-prepayment="500.00"' in code_page
+    client.post("/portal/book/code/", {"code": sent_code()})
+    done = client.get("/portal/book/done/").content.decode()
+    assert 'data-price="1500.00" data-online-price="1400.00"' in done
+    assert 'data-prepayment="500.00"' in done and 'data-mode="online"' in done
+
+
+def test_a_hidden_price_is_shown_on_no_step(client: Client, site: Clinic) -> None:
+    DoctorOnlineSettings.objects.create(
+        doctor=site.doctor, show_price=False, prepayment_amount=Decimal("500")
+    )
+    slot = slot_at(site, local(tomorrow(), "10:00"))
+    search = client.get("/portal/book/", {"service": str(site.service.public_id)})
+    assert f'data-slot="{slot}"' in search.content.decode()
+    client.post("/portal/book/hold/", {"slot": slot})
+    client.post("/portal/book/details/", DETAILS)
+    client.post("/portal/book/code/", {"code": sent_code()})
+    pages = [
+        search,
+        client.get("/portal/book/", {"slot": slot}),
+        client.get("/portal/book/done/"),
+    ]
+    for page in pages:
+        html = page.content.decode()
+        assert "data-price=" not in html and "data-prepayment=" not in html
+        assert "data-slot-price=" not in html
+
+
+def test_the_search_page_costs_the_same_queries_for_more_doctors(
+    client: Client, site: Clinic
+) -> None:
+    search = {"service": str(site.service.public_id)}
+    client.get("/portal/book/", search)  # session and hold token
+
+    with CaptureQueriesContext(connection) as one:
+        client.get("/portal/book/", search)
+    for number in range(3):
+        extra = doctor(site.branch, specialty=site.specialty, name=f"Extra {number}")
+        works(extra, start="09:00", end="12:00", break_from=None, break_to=None)
+        DoctorOnlineSettings.objects.create(
+            doctor=extra, prepayment_discount_percent=Decimal(number)
+        )
+    client.get("/portal/book/", search)  # the engine's plans of the new doctors are cached
+    with CaptureQueriesContext(connection) as four:
+        page = client.get("/portal/book/", search)
+    assert page.content.decode().count("data-offer-doctor=") == 4
+    assert len(four.captured_queries) == len(one.captured_queries)

@@ -3,20 +3,29 @@ and the strict headers every portal page carries."""
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.forms import modelform_factory
 from django.test import Client
-from django.urls import include, path
+from django.test.utils import CaptureQueriesContext
+from django.urls import include, path, reverse
+from django.utils import translation
+from PIL import Image
 
 from clinic.core.models import Branch, Specialty
 from clinic.core.roles import Role
-from portal.models import DoctorOnlineSettings
+from portal.models import ConsultationMode, DoctorOnlineSettings, PriceRounding
 from scheduling.models import Resource, Service
+from tests.admin_site.conftest import login_verified
 from tests.billing.factories import PriceFactory, PriceListFactory
-from tests.core.factories import BranchFactory, SpecialtyFactory, staff_with_role
+from tests.core.factories import BranchFactory, SpecialtyFactory, UserFactory, staff_with_role
 from tests.scheduling.factories import doctor, service_for, works
 
 urlpatterns = [path("portal/", include("portal.urls")), path("", include("clinic.urls"))]
@@ -131,3 +140,135 @@ def test_portal_pages_carry_strict_headers(client: Client, site: Clinic) -> None
         assert "camera=()" in response["Permissions-Policy"]
     assert client.get("/portal/book/")["Cache-Control"] == "no-store"
     assert "no-store" not in client.get("/portal/services/").get("Cache-Control", "")
+
+
+def png_bytes(
+    size: tuple[int, int] = (8, 8), image_format: str = "PNG", noise: bool = False
+) -> bytes:
+    if noise:
+        image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+    else:
+        image = Image.new("RGB", size, (200, 120, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def test_doctor_cards_show_the_photo_with_alt_text_or_the_initials(
+    client: Client, site: Clinic
+) -> None:
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    page = client.get(f"/portal/doctors/{site.doctor.public_id}/").content.decode()
+    assert 'data-initials="PI"' in page and "data-photo" not in page
+    DoctorOnlineSettings.objects.create(doctor=site.doctor, photo="portal/doctors/petrov.png")
+    for url in ("/portal/doctors/", f"/portal/doctors/{site.doctor.public_id}/"):
+        html = client.get(url).content.decode()
+        assert 'src="/media/portal/doctors/petrov.png" alt="Photo of Petrov I. I."' in html
+        assert "data-initials" not in html
+
+
+def test_doctor_pages_show_the_consultation_and_each_services_prices(
+    client: Client, site: Clinic
+) -> None:
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    html = client.get(f"/portal/doctors/{site.doctor.public_id}/").content.decode()
+    assert 'data-mode="in_clinic"' in html and "In the clinic" in html
+    assert 'data-price="1500.00"' in html and "data-online-price" not in html
+    DoctorOnlineSettings.objects.create(
+        doctor=site.doctor,
+        consultation_mode=ConsultationMode.BOTH,
+        prepayment_discount_percent=Decimal("7"),
+        price_rounding=PriceRounding.TO_50,
+        prepayment_amount=Decimal("1000"),
+    )
+    html = client.get("/portal/doctors/").content.decode()
+    assert 'data-mode="both"' in html
+    # 1500 less 7% is 1395, rounded half up to 50 roubles: 1400.
+    assert 'data-price="1500.00" data-online-price="1400.00"' in html
+    assert 'data-prepayment="1000.00"' in html and "Prepayment of 1" in html
+    services = client.get("/portal/services/").content.decode()
+    assert 'data-price="1500.00"' in services and 'data-online-price="1400.00"' in services
+
+
+def test_the_doctors_page_costs_the_same_queries_for_more_doctors(
+    client: Client, site: Clinic
+) -> None:
+    client.get("/portal/doctors/")
+    with CaptureQueriesContext(connection) as one:
+        client.get("/portal/doctors/")
+    for number in range(3):
+        extra = doctor(site.branch, specialty=site.specialty, name=f"Extra {number}")
+        works(extra, start="09:00", end="12:00", break_from=None, break_to=None)
+        DoctorOnlineSettings.objects.create(doctor=extra, photo=f"portal/doctors/{number}.png")
+    with CaptureQueriesContext(connection) as four:
+        page = client.get("/portal/doctors/")
+    assert page.content.decode().count("data-doctor=") == 4
+    assert len(four.captured_queries) == len(one.captured_queries)
+
+
+def photo_form(upload: SimpleUploadedFile) -> Any:
+    form_class = modelform_factory(DoctorOnlineSettings, fields=["photo"])
+    form = form_class(data={}, files={"photo": upload})
+    with translation.override("en"):
+        form.full_clean()
+    return form
+
+
+@pytest.mark.django_db
+def test_a_photo_must_be_a_small_jpeg_png_or_webp() -> None:
+    assert photo_form(SimpleUploadedFile("ok.png", png_bytes())).is_valid()
+    assert photo_form(SimpleUploadedFile("ok.webp", png_bytes(image_format="WEBP"))).is_valid()
+
+    gif = photo_form(SimpleUploadedFile("moving.gif", png_bytes(image_format="GIF")))
+    assert not gif.is_valid()
+    assert gif.errors["photo"] == ["The photo must be a JPEG, PNG or WebP image."]
+
+    big = png_bytes((1100, 1100), noise=True)
+    assert len(big) > 2 * 1024 * 1024
+    too_big = photo_form(SimpleUploadedFile("big.png", big))
+    assert not too_big.is_valid()
+    assert too_big.errors["photo"] == [
+        f"The photo must be at most 2 MB; this file is {len(big) / 1048576:.1f} MB."
+    ]
+
+    not_an_image = photo_form(SimpleUploadedFile("fake.png", b"%PDF-1.4 not a picture"))
+    assert not not_an_image.is_valid() and "photo" in not_an_image.errors
+
+
+@pytest.mark.django_db
+def test_the_admin_uploads_and_shows_the_photo(settings: Any, tmp_path: Any) -> None:
+    settings.MEDIA_ROOT = str(tmp_path)
+    row = DoctorOnlineSettings.objects.create(
+        doctor=doctor(BranchFactory(), name="Dr Photo"), for_adults=True
+    )
+    superuser = UserFactory.create(username="root", is_superuser=True, is_staff=True)
+    admin = login_verified(Client(HTTP_ACCEPT_LANGUAGE="en"), superuser)
+    url = reverse("admin:portal_doctoronlinesettings_change", args=[row.pk])
+    form = {
+        "doctor": row.doctor.pk,
+        "is_bookable_online": "on",
+        "consultation_mode": ConsultationMode.IN_CLINIC,
+        "show_price": "on",
+        "prepayment_amount": "0",
+        "prepayment_discount_percent": "0",
+        "price_rounding": PriceRounding.NONE,
+        "horizon_days": "",
+        "min_notice_minutes": "",
+        "bio": "",
+        "for_adults": "on",
+    }
+    refused = admin.post(
+        url, {**form, "photo": SimpleUploadedFile("a.gif", png_bytes(image_format="GIF"))}
+    )
+    assert refused.status_code == 200
+    assert "The photo must be a JPEG, PNG or WebP image." in refused.content.decode()
+    row.refresh_from_db()
+    assert not row.photo
+
+    saved = admin.post(url, {**form, "photo": SimpleUploadedFile("face.png", png_bytes())})
+    assert saved.status_code == 302
+    row.refresh_from_db()
+    assert row.photo.name.startswith("portal/doctors/face")
+    assert (tmp_path / row.photo.name).exists()
+    page = admin.get(url).content.decode()
+    assert f'src="/media/{row.photo.name}"' in page
