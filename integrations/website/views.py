@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
@@ -32,13 +33,14 @@ from scheduling.availability import free_slots
 from scheduling.errors import SchedulingError
 from scheduling.models import BookingChannel, Resource, Service
 
-from . import resources
+from . import resources, slot_cache
 from .booking import BookingThrottled, appointment_create
 from .fhir import (
     FHIR_JSON,
     SERVICE_SYSTEM,
     FhirError,
     FhirJsonRenderer,
+    fhir_json,
     operation_outcome,
     schedule_decode,
     searchset,
@@ -296,18 +298,37 @@ class SlotView(FhirView):
 
     resource_type = "Slot"
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         params = request.query_params
         for required in ("schedule", "service-type"):
             if not params.get(required):
                 raise invalid_parameter(required, params.get(required, ""))
-        count, offset = _page(request)
+        _page(request)  # a bad _count or page refuses before anything is read
         schedule_ref = params["schedule"].removeprefix("Schedule/")
         try:
             doctor_public_id, branch_public_id = schedule_decode(schedule_ref)
         except ValueError:
             raise invalid_parameter("schedule", params["schedule"]) from None
         service_public_id = _service_token(params["service-type"])
+        # Exact to the last booking (see slot_cache): a stored answer skips every query.
+        key = slot_cache.cache_key(branch_public_id, request.build_absolute_uri())
+        body = slot_cache.cached(key)
+        if body is None:
+            body = fhir_json(
+                self._search(request, params, doctor_public_id, branch_public_id, service_public_id)
+            ).encode()
+            slot_cache.remember(key, body)
+        return HttpResponse(body, content_type=f"{FHIR_JSON}; charset=utf-8")
+
+    def _search(
+        self,
+        request: Request,
+        params: Any,
+        doctor_public_id: uuid.UUID,
+        branch_public_id: uuid.UUID,
+        service_public_id: uuid.UUID,
+    ) -> dict[str, Any]:
+        count, offset = _page(request)
         branch = branch_public_list().filter(public_id=branch_public_id).first()
         zone = branch.zone if branch else timezone.get_current_timezone()
         low, high = slot_window(params.getlist("start"), zone)
@@ -338,13 +359,11 @@ class SlotView(FhirView):
                 for s in slots
                 if low_s <= s.start < high_s
             ]
-        return Response(
-            searchset(
-                found[offset : offset + count],
-                total=len(found),
-                self_url=request.build_absolute_uri(),
-                base_url=self.base_url(request),
-            )
+        return searchset(
+            found[offset : offset + count],
+            total=len(found),
+            self_url=request.build_absolute_uri(),
+            base_url=self.base_url(request),
         )
 
 

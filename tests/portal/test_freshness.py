@@ -1,7 +1,9 @@
 """What the portal and the FHIR feed offer is never stale: a time booked through any channel,
-held by another browser or freed by a cancellation shows as such at the very next request (no
-cache sits between the schedule and either feed), and a booking made in the portal's wizard
-reaches the branch's desk stream with its channel, so the desk notices it at once."""
+held by another browser or freed by a cancellation shows as such at the very next request (the
+FHIR answers' cache is keyed by the branch's schedule version, which each committed change
+bumps), and a booking made in the portal's wizard reaches the branch's desk stream with its
+channel, so the desk notices it at once. The tests commit, as real requests do: the version is
+bumped after the commit."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from .test_booking import DETAILS, held_for_others, sent_code, slot_at
 from .test_booking import fresh_redis as fresh_redis
 from .test_pages import Clinic, clinic_build
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 FHIR = "application/fhir+json"
 BOOKED_AT = "10:00"
