@@ -242,8 +242,32 @@ def slot_chosen(slot_id: str) -> ChosenSlot:
     raise _unknown_slot()
 
 
+def slot_free_check(chosen: ChosenSlot, *, token: str) -> None:
+    """Refuse a time that is no longer free (booked meanwhile, or its day closed): a stale deep
+    link or an old search page must not walk the patient through the wizard to a refusal."""
+    day = chosen.starts_at.date()
+    found = free_slots(
+        organization_id=chosen.branch.organization_id,
+        services=[chosen.service],
+        branch=chosen.branch,
+        date_from=day,
+        date_to=day,
+        channel=BookingChannel.PORTAL,
+        doctors=[chosen.doctor],
+        hold_token=token,
+    )
+    start = int(chosen.starts_at.timestamp())
+    if not any(slot.start == start and slot.state == FREE for slot in found):
+        raise SlotTaken(
+            "slot_taken",
+            _("This time has just been taken. Please pick another time."),
+            field="slot",
+        )
+
+
 def slot_take(chosen: ChosenSlot, *, token: str) -> None:
-    """Hold the chosen time for this browser so every other screen shows it held."""
+    """Hold the chosen time for this browser so every other screen shows it held; a time no
+    longer free is refused first."""
     if holds.held_by_other(
         resource_ids=[chosen.doctor.pk],
         starts_at=chosen.starts_at,
@@ -251,6 +275,7 @@ def slot_take(chosen: ChosenSlot, *, token: str) -> None:
         token=token,
     ):
         raise _held()
+    slot_free_check(chosen, token=token)
     try:
         holds.slot_hold(
             token=token,

@@ -16,8 +16,10 @@ from functools import wraps
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -30,6 +32,7 @@ from patients.normalizers import normalize_name_part
 from scheduling.models import Appointment, Service
 
 from . import selectors
+from .account import change_allowed
 from .booking import (
     PARTS_OF_DAY,
     ChosenSlot,
@@ -41,6 +44,7 @@ from .booking import (
     portal_book,
     portal_cancel,
     slot_chosen,
+    slot_free_check,
     slot_give_up,
     slot_take,
     slots_offered,
@@ -49,6 +53,7 @@ from .codes import code_send, code_verify, phone_checked
 from .errors import PortalError
 from .links import appointment_from_token, appointment_token
 from .models import CodePurpose
+from .notices import booking_confirmation_queue
 from .pricing import PortalPrice, portal_price
 from .selectors import consultation_mode
 
@@ -376,6 +381,7 @@ def book(request: HttpRequest) -> HttpResponse:
     if slot_id:
         try:
             chosen = slot_chosen(slot_id)
+            slot_free_check(chosen, token=_hold_token(request))
         except PortalError as refusal:
             return _search_page(request, error=refusal, status=refusal.status_code)
         return render(request, "portal/book_slot.html", {"chosen": chosen})
@@ -531,7 +537,13 @@ def _code_checked_and_booked(
         form.add_error(None, str(refusal.message))
         return refusal.status_code
     request.session.pop(SESSION_KEY, None)
-    request.session["portal_booked"] = str(appointment_token(appointment))
+    token = appointment_token(appointment)
+    request.session["portal_booked"] = str(token)
+    booking_confirmation_queue(
+        appointment=appointment,
+        phone=details["phone"],
+        link=request.build_absolute_uri(reverse("portal:appointment", args=[token])),
+    )
     return 302
 
 
@@ -588,7 +600,18 @@ def appointment_link(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "portal/link_invalid.html", status=404)
     error = None
     status = 200
-    if request.method == "POST" and not appointment.status.is_final:
+    changeable = change_allowed(appointment)
+    if request.method == "POST" and not changeable and not appointment.status.is_final:
+        error = PortalError(
+            "too_late_to_change",
+            _(
+                "This appointment can no longer be changed online. Please call the clinic: "
+                "changes are possible up to %(minutes)s minutes before the visit."
+            )
+            % {"minutes": settings.PORTAL_CHANGE_NOTICE_MINUTES},
+        )
+        status = 400
+    elif request.method == "POST" and not appointment.status.is_final:
         try:
             appointment = portal_cancel(appointment)
         except PortalError as refusal:
@@ -597,6 +620,7 @@ def appointment_link(request: HttpRequest, token: str) -> HttpResponse:
     context = {
         "appointment": appointment,
         "error": error,
+        "changeable": changeable,
         "zone": appointment.branch.time_zone,
         **_visit_terms(appointment),
     }
