@@ -39,6 +39,7 @@ from integrations.website.booking import (
     website_actor,
 )
 from integrations.website.fhir import SlotKey, slot_decode
+from integrations.website.selectors import notice_allows
 from patients.dedup import PersonFacts, duplicate_candidates
 from patients.models import ADULT_AGE_YEARS, PHONE_KINDS, Person, PersonRelation, Relation
 from patients.services import relation_add
@@ -138,22 +139,6 @@ def _unknown_slot() -> SlotTaken:
     )
 
 
-def _notice_allows(doctor: Resource, starts_at: datetime.datetime) -> bool:
-    """The doctor's own horizon and minimum notice, when his settings set them."""
-    settings = getattr(doctor, "online_settings", None)
-    if settings is None:
-        return True
-    now = timezone.now()
-    if settings.min_notice_minutes is not None and starts_at < now + datetime.timedelta(
-        minutes=settings.min_notice_minutes
-    ):
-        return False
-    return not (
-        settings.horizon_days is not None
-        and starts_at > now + datetime.timedelta(days=settings.horizon_days)
-    )
-
-
 def slots_offered(
     *,
     service: Service,
@@ -196,7 +181,7 @@ def slots_offered(
             doctor = by_id[found.doctor_id]
             if found.state != FREE or not low <= starts_at.hour < high:
                 continue
-            if not _notice_allows(doctor, found.starts_at):
+            if not notice_allows(doctor, found.starts_at):
                 continue
             key = SlotKey(found.doctor_public_id, service.public_id, found.start)
             offered.append(
@@ -230,7 +215,7 @@ def slot_chosen(slot_id: str) -> ChosenSlot:
         branch = booking_branch(entry.doctor, key.starts_at)
         if branch is None or branch.pk != entry.branch.pk:
             continue
-        if key.starts_at <= timezone.now() or not _notice_allows(entry.doctor, key.starts_at):
+        if key.starts_at <= timezone.now() or not notice_allows(entry.doctor, key.starts_at):
             raise _unknown_slot()
         return ChosenSlot(
             slot_id=slot_id,

@@ -20,9 +20,8 @@ from clinic.core.models import Branch, Specialty
 from clinic.core.selectors import branch_public_list
 from integrations.website.selectors import (
     PublicSchedule,
-    public_doctors,
-    public_schedules,
-    public_services,
+    online_doctors,
+    online_schedules,
 )
 from scheduling.models import Resource, Service, WorkSchedule
 
@@ -141,26 +140,12 @@ def branch_cards() -> list[BranchCard]:
 
 def bookable_doctors() -> list[Resource]:
     """Public doctors who may be booked online (no settings row counts as bookable)."""
-    return list(
-        public_doctors()
-        .exclude(online_settings__is_bookable_online=False)
-        .select_related("online_settings")
-    )
+    return online_doctors()
 
 
 def bookable_schedules() -> list[PublicSchedule]:
     """(doctor, branch) pairs of bookable doctors, each with the services bookable online."""
-    doctors = bookable_doctors()
-    allowed: dict[int, set[int]] = {}
-    for doctor_id, service_id in DoctorOnlineSettings.services.through.objects.filter(
-        doctoronlinesettings__doctor__in=doctors
-    ).values_list("doctoronlinesettings__doctor_id", "service_id"):
-        allowed.setdefault(doctor_id, set()).add(service_id)
-    schedules = public_schedules(doctors, list(branch_public_list()), list(public_services()))
-    for entry in schedules:
-        if entry.doctor.pk in allowed:
-            entry.services = [s for s in entry.services if s.pk in allowed[entry.doctor.pk]]
-    return [entry for entry in schedules if entry.services]
+    return online_schedules()
 
 
 def doctor_cards(

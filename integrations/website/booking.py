@@ -39,7 +39,7 @@ from scheduling.schedules import working_intervals
 from scheduling.services import BookingRequest, PrimaryPatient, appointment_book
 
 from .fhir import SERVICE_SYSTEM, FhirError, SlotKey, slot_decode
-from .selectors import public_doctors, public_services
+from .selectors import notice_allows, online_schedule
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 100
 BOOKINGS_PER_PHONE_HOUR = Limit("booking-phone-hour", 10, 3600)
@@ -254,16 +254,16 @@ def appointment_create(
             "Appointment.serviceType",
             _("The service “%(value)s” is not the service of the slot.") % {"value": code},
         )
-    doctor = public_doctors().filter(public_id=key.doctor_public_id).first()
-    service = public_services().filter(public_id=key.service_public_id).first()
-    if doctor is None or service is None or service.organization_id != doctor.organization_id:
+    bookable = online_schedule(key.doctor_public_id, None, key.service_public_id)
+    if bookable is None:
         raise FhirError(
             404, "not-found", _("The slot “%(value)s” does not exist.") % {"value": slot_id}
         )
+    doctor, service = bookable[0].doctor, bookable[1]
     patient = _contained_patient(body, doctor.organization.phone_region)
     _limits_checked(patient.phone, client_ip)
     branch = booking_branch(doctor, key.starts_at)
-    if branch is None:
+    if branch is None or not notice_allows(doctor, key.starts_at):
         raise FhirError(
             409, "conflict", _("The slot “%(value)s” is no longer offered.") % {"value": slot_id}
         )

@@ -11,7 +11,9 @@ import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
+from django.apps import apps
 from django.db.models import Exists, IntegerField, OuterRef, Q, QuerySet, Value
 from django.utils import timezone
 
@@ -109,6 +111,65 @@ def public_schedules(
             )
         )
     return found
+
+
+def online_doctors() -> list[Resource]:
+    """Public doctors who may be booked online: the portal's settings of a doctor can turn
+    online booking off (no settings row counts as bookable)."""
+    return list(
+        public_doctors()
+        .exclude(online_settings__is_bookable_online=False)
+        .select_related("online_settings")
+    )
+
+
+def online_schedules() -> list[PublicSchedule]:
+    """(doctor, branch) pairs of doctors bookable online, each with the services his online
+    settings allow (all he performs when they name none). The portal, the FHIR feed and the
+    SMART files offer exactly these."""
+    doctors = online_doctors()
+    settings_model = apps.get_model("portal", "DoctorOnlineSettings")
+    allowed: dict[int, set[int]] = {}
+    for doctor_id, service_id in settings_model.services.through.objects.filter(
+        doctoronlinesettings__doctor__in=doctors
+    ).values_list("doctoronlinesettings__doctor_id", "service_id"):
+        allowed.setdefault(doctor_id, set()).add(service_id)
+    schedules = public_schedules(doctors, list(branch_public_list()), list(public_services()))
+    for entry in schedules:
+        if entry.doctor.pk in allowed:
+            entry.services = [s for s in entry.services if s.pk in allowed[entry.doctor.pk]]
+    return [entry for entry in schedules if entry.services]
+
+
+def online_schedule(
+    doctor_public_id: Any, branch_public_id: Any, service_public_id: Any
+) -> tuple[PublicSchedule, Service] | None:
+    """The online schedule of a doctor in a branch and its service, when bookable online."""
+    for entry in online_schedules():
+        if entry.doctor.public_id != doctor_public_id or (
+            branch_public_id is not None and entry.branch.public_id != branch_public_id
+        ):
+            continue
+        service = next((s for s in entry.services if s.public_id == service_public_id), None)
+        if service is not None:
+            return entry, service
+    return None
+
+
+def notice_allows(doctor: Resource, starts_at: datetime.datetime) -> bool:
+    """The doctor's own online horizon and minimum notice, when his settings set them."""
+    online = getattr(doctor, "online_settings", None)
+    if online is None:
+        return True
+    now = timezone.now()
+    if online.min_notice_minutes is not None and starts_at < now + datetime.timedelta(
+        minutes=online.min_notice_minutes
+    ):
+        return False
+    return not (
+        online.horizon_days is not None
+        and starts_at > now + datetime.timedelta(days=online.horizon_days)
+    )
 
 
 def self_pay_prices(

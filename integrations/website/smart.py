@@ -34,7 +34,7 @@ from scheduling.models import BookingChannel
 
 from . import resources
 from .fhir import FHIR_NDJSON, SlotKey, fhir_json, instant
-from .selectors import PublicSchedule, public_doctors, public_schedules, public_services
+from .selectors import PublicSchedule, notice_allows, online_schedules
 from .views import FhirError, FhirView
 
 PUBLISH_DAYS = 14
@@ -48,9 +48,7 @@ def _cache_key(request: Request, what: str) -> str:
 
 
 def _schedules() -> list[PublicSchedule]:
-    return public_schedules(
-        list(public_doctors()), list(branch_public_list()), list(public_services())
-    )
+    return online_schedules()
 
 
 def _location_lines(request: Request) -> Iterator[str]:
@@ -85,8 +83,9 @@ def _slot_lines(request: Request) -> Iterator[str]:
             channel=BookingChannel.PORTAL,
             doctors=[entry.doctor for entry in entries],
         )
+        by_id = {entry.doctor.pk: entry.doctor for entry in entries}
         for found in slots:
-            if found.state != FREE:
+            if found.state != FREE or not notice_allows(by_id[found.doctor_id], found.starts_at):
                 continue
             key = SlotKey(found.doctor_public_id, service.public_id, found.start).encode()
             link = request.build_absolute_uri(f"{PORTAL_BOOKING_PATH}?slot={key}")

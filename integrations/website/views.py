@@ -45,7 +45,14 @@ from .fhir import (
     schedule_decode,
     searchset,
 )
-from .selectors import public_doctors, public_schedules, public_services, self_pay_prices
+from .selectors import (
+    notice_allows,
+    online_schedule,
+    online_schedules,
+    public_doctors,
+    public_services,
+    self_pay_prices,
+)
 
 DEFAULT_COUNT = 100
 MAX_COUNT = 500
@@ -220,10 +227,7 @@ class ScheduleView(FhirView):
     resource_type = "Schedule"
 
     def get(self, request: Request, resource_id: str | None = None) -> Response:
-        entries = public_schedules(
-            list(public_doctors()), list(branch_public_list()), list(public_services())
-        )
-        built = [resources.schedule(entry) for entry in entries]
+        built = [resources.schedule(entry) for entry in online_schedules()]
         if resource_id is not None:
             for resource in built:
                 if resource["id"] == resource_id:
@@ -329,18 +333,14 @@ class SlotView(FhirView):
         service_public_id: uuid.UUID,
     ) -> dict[str, Any]:
         count, offset = _page(request)
-        branch = branch_public_list().filter(public_id=branch_public_id).first()
+        bookable = online_schedule(doctor_public_id, branch_public_id, service_public_id)
+        branch = bookable[0].branch if bookable else None
         zone = branch.zone if branch else timezone.get_current_timezone()
         low, high = slot_window(params.getlist("start"), zone)
-        doctor = public_doctors().filter(public_id=doctor_public_id).first()
-        service = public_services().filter(public_id=service_public_id).first()
         found = []
-        if (
-            branch is not None
-            and doctor is not None
-            and service is not None
-            and doctor.organization_id == branch.organization_id == service.organization_id
-        ):
+        if bookable is not None and branch is not None:
+            entry, service = bookable
+            doctor = entry.doctor
             try:
                 slots = free_slots(
                     organization_id=branch.organization_id,
@@ -357,7 +357,7 @@ class SlotView(FhirView):
             found = [
                 resources.slot(s, service=service, branch=branch)
                 for s in slots
-                if low_s <= s.start < high_s
+                if low_s <= s.start < high_s and notice_allows(doctor, s.starts_at)
             ]
         return searchset(
             found[offset : offset + count],
