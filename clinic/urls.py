@@ -1,6 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.i18n import JavaScriptCatalog
+from django.views.static import serve
 
 from clinic.core.health import healthz
 
@@ -26,3 +28,11 @@ urlpatterns = [
     path("messaging/", include("messaging.urls")),
     path("", include("clinic.web.urls")),
 ]
+
+if settings.DEBUG or settings.DEMO_MODE:
+    # Uploaded files (doctors' photos) for development and the demo; in production the reverse
+    # proxy serves CLINIC_MEDIA_ROOT under /media/.
+    urlpatterns.insert(
+        0,
+        re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
+    )

@@ -35,6 +35,7 @@ from billing.online import (
     online_payment_start,
     payment_gateway,
 )
+from clinic.core.net import client_ip
 from integrations.payments import GatewayRejected, PaymentGatewayError
 from integrations.payments.yookassa import is_yookassa_address
 from integrations.website.booking import website_actor
@@ -121,9 +122,7 @@ def login(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             phone = form.cleaned_data["phone"]
             try:
-                code_send(
-                    phone=phone, purpose=CodePurpose.LOGIN, ip=request.META.get("REMOTE_ADDR")
-                )
+                code_send(phone=phone, purpose=CodePurpose.LOGIN, ip=client_ip(request))
             except PortalError as refusal:
                 form.add_error(refusal.field or None, str(refusal.message))
                 status = refusal.status_code
@@ -401,7 +400,7 @@ def payment_receipt(
 
 
 def _trusted_sender(request: HttpRequest) -> bool:
-    address = request.META.get("REMOTE_ADDR", "")
+    address = client_ip(request)
     return address in settings.PAYMENT_NOTIFY_ADDRESSES or is_yookassa_address(address)
 
 

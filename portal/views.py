@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from clinic.core.net import client_ip
 from clinic.core.selectors import branch_public_list
 from integrations.website.booking import ContainedPatient
 from patients.models import ADULT_AGE_YEARS, Relation
@@ -438,7 +439,7 @@ def book_details(request: HttpRequest) -> HttpResponse:
                 code_send(
                     phone=details["phone"],
                     purpose=CodePurpose.BOOKING,
-                    ip=request.META.get("REMOTE_ADDR"),
+                    ip=client_ip(request),
                 )
             except PortalError as refusal:
                 form.add_error(refusal.field or None, str(refusal.message))
@@ -496,7 +497,7 @@ def book_code(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 # Counted before the code is read: a refused try leaves the code usable.
-                booking_limits_checked(phone=details["phone"], ip=request.META.get("REMOTE_ADDR"))
+                booking_limits_checked(phone=details["phone"], ip=client_ip(request))
             except PortalError as refusal:
                 form.add_error(None, str(refusal.message))
                 status = refusal.status_code

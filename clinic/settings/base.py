@@ -186,7 +186,13 @@ STORAGES = {
 MEDIA_ROOT = Path(env_str("CLINIC_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 MEDIA_URL = "/media/"
 
+# How many reverse proxies stand in front of the web server: the client's address is then the
+# one they append to X-Forwarded-For (0: the connection's own address; the header is ignored, so
+# a client cannot choose its address for rate limits).
+NUM_PROXIES = env_int("CLINIC_NUM_PROXIES", 0)
+
 REST_FRAMEWORK = {
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
