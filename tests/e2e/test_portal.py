@@ -377,7 +377,7 @@ def test_a_held_time_is_refused_to_another_browser_until_the_wizard_is_cancelled
     assert held_for_others(site, starts_at)
 
     # The second browser's page still shows the time: picking it is refused in words.
-    with second.page.expect_response("**/portal/book/hold/") as answer:
+    with second.page.expect_response(lambda r: "/portal/book/hold/" in r.url) as answer:
         second.press(slot_button(second.page, slot))
     assert answer.value.status == 409
     refusal = second.page.locator("[data-error=slot_held]")
@@ -386,6 +386,9 @@ def test_a_held_time_is_refused_to_another_browser_until_the_wizard_is_cancelled
     second.problems[:] = [problem for problem in second.problems if "status of 409" not in problem]
     assert "Someone is booking this time right now" in refusal.inner_text()
     second.shot("held", "second-refused")
+    # The refusal keeps the search: the other times are offered under the message at once.
+    assert slot_button(second.page, slot).count() == 0
+    assert slot_button(second.page, slot_at(site, local(tomorrow(), "11:00"))).count() == 1
     search(second, site)
     assert slot_button(second.page, slot).count() == 0
     assert slot_button(second.page, slot_at(site, local(tomorrow(), "11:00"))).count() == 1

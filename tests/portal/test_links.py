@@ -84,3 +84,18 @@ def test_a_deep_link_to_a_time_booked_meanwhile_is_refused_at_once(
     assert refused.status_code == 409
     assert not held_for_others(site, starts_at)
     assert not OutboxMessage.objects.filter(channel=CODE_CHANNEL).exists()
+
+
+def test_a_refused_pick_keeps_the_search_and_its_other_times(client: Client, site: Clinic) -> None:
+    starts_at = local(tomorrow(), "10:00")
+    holder = Client()
+    holder.post("/portal/book/hold/", {"slot": slot_at(site, starts_at)})
+    search = {"service": str(site.service.public_id)}
+    page = client.get("/portal/book/", search).content.decode()
+    action = re.search(r'<form method="post" action="([^"]+)" class="slot-list"', page)
+    assert action is not None and "service=" in action.group(1)
+    refused = client.post(action.group(1).replace("&amp;", "&"), {"slot": slot_at(site, starts_at)})
+    assert refused.status_code == 409
+    again = refused.content.decode()
+    assert 'data-error="slot_held"' in again
+    assert f'data-slot="{slot_at(site, local(tomorrow(), "11:00"))}"' in again
