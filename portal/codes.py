@@ -55,8 +55,10 @@ def phone_checked(value: str) -> str:
         raise PortalError("invalid_phone", exc.messages[0], field="phone") from exc
 
 
-def _limits_checked(phone: str, ip: str | None) -> None:
-    checks = [(PER_PHONE_MINUTE, phone), (PER_PHONE_HOUR, phone)]
+def _limits_checked(phone: str, purpose: str, ip: str | None) -> None:
+    # One code a minute for each purpose: logging in right after booking is no abuse; the
+    # hourly limit counts every code to the phone.
+    checks = [(PER_PHONE_MINUTE, f"{purpose}:{phone}"), (PER_PHONE_HOUR, phone)]
     if ip:
         checks.append((PER_IP_HOUR, ip))
     try:
@@ -80,7 +82,7 @@ def _limits_checked(phone: str, ip: str | None) -> None:
 def code_send(*, phone: str, purpose: str, ip: str | None = None) -> None:
     """Send a new code to ``phone`` for ``purpose`` (the same answer whoever the phone is)."""
     number = phone_checked(phone)
-    _limits_checked(number, ip)
+    _limits_checked(number, purpose, ip)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     now = timezone.now()
     PhoneCode.objects.create(

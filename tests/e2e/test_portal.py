@@ -315,6 +315,46 @@ def cancel_by_link(patient_page: DevicePage, flow: str) -> None:
     patient_page.shot(flow, "cancelled")
 
 
+def log_in_to_the_account(patient_page: DevicePage, patient: Patient, flow: str) -> None:
+    """From the menu to the account: the phone, then the code sent to it."""
+    page = patient_page.page
+    patient_page.press(page.locator("[data-account-link]"))
+    page.wait_for_url("**/portal/account/login/**")
+    page.fill("#id_phone", patient.phone)
+    patient_page.shot(flow, "account-login")
+    patient_page.press(page.locator("[data-account-login] button[type=submit]"))
+    page.wait_for_url("**/portal/account/login/code/**")
+    page.fill("#id_code", sent_code())
+    patient_page.press(page.locator("[data-account-code] button[type=submit]"))
+    page.wait_for_url("**/portal/account/")
+
+
+def cancel_in_the_account(patient_page: DevicePage, appointment: Appointment, flow: str) -> None:
+    page = patient_page.page
+    visit = page.locator(f'[data-upcoming="{appointment.public_id}"]')
+    visit.wait_for()
+    patient_page.shot(flow, "account")
+    patient_page.press(visit.locator("[data-cancel]"))
+    page.locator(f'[data-past="{appointment.public_id}"]').wait_for()
+    assert page.locator(f'[data-upcoming="{appointment.public_id}"]').count() == 0
+    patient_page.shot(flow, "account-cancelled")
+
+
+def test_a_new_patient_books_sees_the_visit_in_the_account_and_cancels_it(
+    open_device: Callable[[], DevicePage], site: Clinic
+) -> None:
+    patient_page = open_device()
+    starts_at = local(tomorrow(), "11:00")
+    book(patient_page, site, NEW_PATIENT, starts_at, "account")
+    appointment = Appointment.objects.get()
+    log_in_to_the_account(patient_page, NEW_PATIENT, "account")
+    cancel_in_the_account(patient_page, appointment, "account")
+    appointment.refresh_from_db()
+    assert appointment.status.code == AppointmentStatus.CANCELLED
+    assert not held_for_others(site, starts_at)
+    assert_no_problems(patient_page)
+
+
 def test_a_new_patient_books_and_cancels_by_the_signed_link(
     open_device: Callable[[], DevicePage], site: Clinic
 ) -> None:
