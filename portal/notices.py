@@ -1,9 +1,9 @@
 """Text messages the portal sends a patient's phone: the booking confirmation with its signed
 link (channel ``portal.booking``) and, through ``codes``, one-time codes.
 
-Messages go through the outbox. Until a messaging gateway is configured, ``phone_text_deliver``
-writes them to the log in demo mode (``CLINIC_DEMO_MODE``) and otherwise keeps them waiting for
-the gateway (the relay retries them), so none is lost.
+Messages go through the outbox and out as SMS through the messaging provider. Without one,
+``phone_text_deliver`` writes them to the log in demo mode (``CLINIC_DEMO_MODE``) and otherwise
+keeps them waiting (the relay retries them), so none is lost.
 """
 
 from __future__ import annotations
@@ -25,13 +25,33 @@ BOOKING_CHANNEL = "portal.booking"
 
 
 def phone_text_deliver(message: OutboxMessage) -> None:
-    """Outbox handler of the portal's text channels."""
+    """Outbox handler of the portal's text channels: an SMS through the messaging provider when
+    one is configured; otherwise the demo writes it to the log, and a real installation keeps it
+    queued (the relay retries) until a provider is set up."""
+    from integrations.messaging import Channel, OutgoingMessage, ProviderRejected
+    from messaging.sender import providers
+
+    provider = providers().get(Channel.SMS)
+    if provider is not None:
+        try:
+            provider.send(
+                OutgoingMessage(
+                    to=message.payload["to"],
+                    body=message.payload["text"],
+                    channel=Channel.SMS,
+                    idempotency_key=f"outbox-{message.pk}",
+                )
+            )
+        except ProviderRejected as refusal:
+            # Sending again gives the same answer: keep the reason and stop.
+            logger.warning("The text to %s was refused: %s", message.payload["to"], refusal)
+        return
     if settings.DEMO_MODE:
         logger.warning(
             "Demo mode: message to %s: %s", message.payload["to"], message.payload["text"]
         )
         return
-    raise ConnectionError("No messaging gateway is configured for the portal's messages yet.")
+    raise ConnectionError("No messaging provider is configured for SMS.")
 
 
 def booking_confirmation_queue(*, appointment: Appointment, phone: str, link: str) -> None:

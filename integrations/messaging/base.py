@@ -114,7 +114,8 @@ class OutgoingMessage:
     ``idempotency_key`` is the caller's reference for this message, the same on every retry:
     the SMTP driver makes it the Message-ID, the Twilio driver (whose API has no idempotency)
     adds it to the status callback URL as ``client_ref`` so reports can be matched even when
-    the answer to ``send`` was lost."""
+    the answer to ``send`` was lost. ``sender`` is the branch's own number or address, when it
+    has one; empty, the provider's configured sender is used."""
 
     to: str
     body: str
@@ -126,6 +127,7 @@ class OutgoingMessage:
     content_variables: Mapping[str, str] = field(default_factory=dict)
     status_callback: str = ""
     idempotency_key: str = ""
+    sender: str = ""
 
 
 @dataclass(frozen=True)

@@ -178,13 +178,21 @@ class SmtpProvider:
         email: EmailMessage
         if message.html_body:
             alternatives = EmailMultiAlternatives(
-                message.subject, message.body, self.from_email, [recipient], headers=headers
+                message.subject,
+                message.body,
+                message.sender or self.from_email,
+                [recipient],
+                headers=headers,
             )
             alternatives.attach_alternative(message.html_body, "text/html")
             email = alternatives
         else:
             email = EmailMessage(
-                message.subject, message.body, self.from_email, [recipient], headers=headers
+                message.subject,
+                message.body,
+                message.sender or self.from_email,
+                [recipient],
+                headers=headers,
             )
         try:
             content = email.message().as_bytes(linesep="\r\n")

@@ -282,16 +282,18 @@ class TwilioProvider:
         arguments: dict[str, Any] = {}
         if message.channel is Channel.WHATSAPP:
             arguments["to"] = WHATSAPP_PREFIX + _without_prefix(number)
-            if self.whatsapp_from:
-                arguments["from_"] = WHATSAPP_PREFIX + self.whatsapp_from
+            sender = _without_prefix(message.sender) or self.whatsapp_from
+            if sender:
+                arguments["from_"] = WHATSAPP_PREFIX + sender
         else:
             if number.startswith(WHATSAPP_PREFIX):
                 raise ProviderRejected(
                     "21211", _("A WhatsApp address cannot receive an SMS: %(to)s") % {"to": number}
                 )
             arguments["to"] = number
-            if self.sms_from:
-                arguments["from_"] = self.sms_from
+            sender = message.sender.strip() or self.sms_from
+            if sender:
+                arguments["from_"] = sender
         if self.messaging_service_sid:
             arguments["messaging_service_sid"] = self.messaging_service_sid
         if message.content_sid:

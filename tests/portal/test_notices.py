@@ -69,3 +69,28 @@ def test_the_demo_logs_the_text_and_a_real_installation_keeps_it_queued(
     settings.DEMO_MODE = False
     with pytest.raises(ConnectionError):
         phone_text_deliver(message)
+
+
+def test_with_an_sms_provider_the_text_goes_out_as_an_sms(settings: Any) -> None:
+    from integrations.messaging.fake_twilio import FakeTwilio
+
+    fake = FakeTwilio.start(port=0)
+    try:
+        settings.MESSAGING_PROVIDERS = {
+            "sms": {
+                "provider": "twilio",
+                "account_sid": fake.account_sid,
+                "auth_token": fake.auth_token,
+                "sms_from": "+15005550006",
+                "base_url": fake.url,
+            }
+        }
+        settings.DEMO_MODE = False
+        message = OutboxMessage.objects.create(
+            channel=BOOKING_CHANNEL, payload={"to": "+79165551234", "text": "Hello"}
+        )
+        phone_text_deliver(message)
+        posts = [r for r in fake.sent if r["method"] == "POST"]
+        assert [(r["form"]["To"], r["form"]["Body"]) for r in posts] == [("+79165551234", "Hello")]
+    finally:
+        fake.stop()
