@@ -30,8 +30,21 @@ from integrations.payments import (
 )
 
 from .errors import BillingError
-from .models import Invoice, InvoiceState, OnlinePayment, OnlinePaymentState, PaymentMethod
-from .services import PartInput, invoice_outstanding, payment_post
+from .models import (
+    Invoice,
+    InvoiceLine,
+    InvoiceState,
+    OnlinePayment,
+    OnlinePaymentState,
+    PaymentMethod,
+)
+from .services import (
+    PartInput,
+    _draft_locked,
+    _totals_refresh,
+    invoice_outstanding,
+    payment_post,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +106,15 @@ def _reusable(invoice: Invoice, amount: Decimal) -> OnlinePayment | None:
 
 
 def online_payment_start(
-    *, invoice: Invoice, return_url: str, phone: str, description: str
+    *,
+    invoice: Invoice,
+    return_url: str,
+    phone: str,
+    description: str,
+    amount: Decimal | None = None,
 ) -> OnlinePayment:
-    """The payment the patient is sent to the gateway's page for (its ``confirmation_url``).
+    """The payment the patient is sent to the gateway's page for (its ``confirmation_url``):
+    what the invoice still lacks, or ``amount`` of it (a prepayment).
 
     Raises ``BillingError`` when there is nothing to pay and ``OnlinePaymentUnavailable`` when
     the gateway is off or cannot answer now (the row stays, its key reused on the next try).
@@ -103,7 +122,8 @@ def online_payment_start(
     gateway = payment_gateway()
     if gateway is None:
         raise _unavailable()
-    amount = _payable_amount(invoice)
+    outstanding = _payable_amount(invoice)
+    amount = outstanding if amount is None else min(amount, outstanding)
     online = _reusable(invoice, amount)
     if online is None:
         online = OnlinePayment.objects.create(
@@ -135,6 +155,28 @@ def online_payment_start(
     if answer.state != GatewayState.PENDING:
         return online_payment_settle_locked(online, answer)
     return online
+
+
+@transaction.atomic
+def line_online_price_set(*, line: InvoiceLine, amount: Decimal) -> InvoiceLine:
+    """Price a draft line at the portal's price for paying online in advance (the doctor's
+    online discount, rounded): the difference is the line's adjustment, with no rule."""
+    locked = _draft_locked(line.invoice)
+    line = InvoiceLine.objects.get(pk=line.pk, invoice=locked)
+    full = line.unit_price * line.quantity
+    if not Decimal("0") <= amount <= full:
+        raise BillingError(
+            "online_price_invalid",
+            _("The online price %(value)s is not between 0 and %(full)s.")
+            % {"value": amount, "full": full},
+            field="amount",
+        )
+    line.adjustment_rule = None
+    line.adjustment = amount - full
+    line.amount = amount
+    line.save(update_fields=["adjustment_rule", "adjustment", "amount"])
+    _totals_refresh(locked)
+    return line
 
 
 def online_payment_for(answer: GatewayPayment) -> OnlinePayment | None:

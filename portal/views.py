@@ -25,6 +25,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing.errors import BillingError
+from billing.models import OnlinePaymentState
+from billing.online import online_payment_refresh, payment_gateway
 from clinic.core.net import client_ip
 from clinic.core.selectors import branch_public_list
 from integrations.website.booking import ContainedPatient
@@ -55,6 +58,7 @@ from .errors import PortalError
 from .links import appointment_from_token, appointment_token
 from .models import CodePurpose
 from .notices import booking_confirmation_queue
+from .prepayment import latest_online_payment, prepayment_offered, prepayment_start, visit_price
 from .pricing import PortalPrice, portal_price
 from .selectors import consultation_mode
 
@@ -569,10 +573,13 @@ def book_done(request: HttpRequest) -> HttpResponse:
     appointment = appointment_from_token(str(token)) if token else None
     if appointment is None:
         return redirect("portal:book")
+    price = visit_price(appointment)
     context = {
         "appointment": appointment,
         "token": token,
         "zone": appointment.branch.time_zone,
+        "prepay_price": price if prepayment_offered(appointment, price) else None,
+        "can_pay_online": payment_gateway() is not None,
         **_visit_terms(appointment),
     }
     return render(request, "portal/book_done.html", context)
@@ -618,11 +625,54 @@ def appointment_link(request: HttpRequest, token: str) -> HttpResponse:
         except PortalError as refusal:
             error = refusal
             status = refusal.status_code
+    price = visit_price(appointment)
     context = {
         "appointment": appointment,
         "error": error,
         "changeable": changeable,
         "zone": appointment.branch.time_zone,
+        "token": token,
+        "prepay_price": price if prepayment_offered(appointment, price) else None,
+        "can_pay_online": payment_gateway() is not None,
         **_visit_terms(appointment),
     }
     return render(request, "portal/appointment.html", context, status=status)
+
+
+@require_POST
+@portal_page(no_store=True)
+def appointment_pay(request: HttpRequest, token: str) -> HttpResponse:
+    """Pay the visit online in advance: to the gateway's page, back to ``appointment_paid``."""
+    appointment = appointment_from_token(token)
+    if appointment is None:
+        return render(request, "portal/link_invalid.html", status=404)
+    return_url = request.build_absolute_uri(reverse("portal:appointment_paid", args=[token]))
+    try:
+        online = prepayment_start(appointment, return_url=return_url)
+    except (PortalError, BillingError) as refusal:
+        context = {"appointment": appointment, "zone": appointment.branch.time_zone}
+        context["error"] = refusal
+        return render(request, "portal/appointment.html", context, status=refusal.status_code)
+    if online.state == OnlinePaymentState.PENDING and online.confirmation_url:
+        return redirect(online.confirmation_url)
+    return redirect("portal:appointment_paid", token)
+
+
+@require_GET
+@portal_page(no_store=True)
+def appointment_paid(request: HttpRequest, token: str) -> HttpResponse:
+    """Where the gateway sends the patient back: the payment's state, read from the gateway."""
+    appointment = appointment_from_token(token)
+    if appointment is None:
+        return render(request, "portal/link_invalid.html", status=404)
+    online = latest_online_payment(appointment)
+    if online is not None:
+        online = online_payment_refresh(online)
+    context = {
+        "appointment": appointment,
+        "online": online,
+        "states": OnlinePaymentState,
+        "token": token,
+        "zone": appointment.branch.time_zone,
+    }
+    return render(request, "portal/appointment_paid.html", context)
