@@ -110,7 +110,7 @@ def test_the_demo_writes_the_code_to_the_log(
     code_send(phone="+79160000001", purpose=CodePurpose.BOOKING)
     assert outbox_relay(channel=CODE_CHANNEL).retried == 1
     waiting = OutboxMessage.objects.filter(state=OutboxState.PENDING).get()
-    assert "No messaging gateway" in waiting.last_error
+    assert "No messaging provider" in waiting.last_error
 
 
 def test_the_admin_lists_the_doctors_online_settings(client: object) -> None:
