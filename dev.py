@@ -171,6 +171,19 @@ def command_run(arguments: list[str]) -> None:
             CLINIC_YOOKASSA_URL=f"http://127.0.0.1:{gateway_port}/v3",
             CLINIC_PAYMENT_NOTIFY_ADDRESSES="127.0.0.1",
         )
+    messaging_port = int(os.environ.get("CLINIC_DEMO_MESSAGING_PORT", "16750"))
+    demo_messaging = not env.get("CLINIC_TWILIO_ACCOUNT_SID") and port_free(messaging_port)
+    if demo_messaging:
+        # The demo's SMS and WhatsApp go to a fake Twilio that delivers nothing and reports
+        # every message delivered; a clinic sets its Twilio account instead.
+        env.update(
+            CLINIC_TWILIO_ACCOUNT_SID="AC" + "fa4e".ljust(32, "0"),
+            CLINIC_TWILIO_AUTH_TOKEN="fake_twilio_auth_token",  # noqa: S106 - the fake's own
+            CLINIC_TWILIO_SMS_FROM="+74950000001",
+            CLINIC_TWILIO_WHATSAPP_FROM="+74950000011",
+            CLINIC_TWILIO_URL=f"http://127.0.0.1:{messaging_port}",
+            CLINIC_SITE_URL=env.get("CLINIC_SITE_URL") or f"http://127.0.0.1:{port}",
+        )
     started = time.monotonic()
     manage("runtime", "check", env=env)
     manage("compile_translations", env=env)
@@ -232,6 +245,20 @@ def command_run(arguments: list[str]) -> None:
         children.append(
             subprocess.Popen(
                 [str(PYTHON), "-m", "devices.fake_atol", "--port", str(register_port)],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+    if demo_messaging:
+        children.append(
+            subprocess.Popen(
+                [
+                    str(PYTHON),
+                    "-m",
+                    "integrations.messaging.fake_twilio",
+                    "--port",
+                    str(messaging_port),
+                ],
                 cwd=ROOT,
                 env=env,
             )

@@ -198,10 +198,11 @@ def demo_load() -> bool:
 def _scheduling_demo_load(organization: Organization) -> bool:
     # Imported here: the core is imported by every app, so it must not import them at load time.
     from billing.demo import load_demo as billing_demo_load
+    from messaging.demo import messaging_demo_load
     from scheduling.demo import scheduling_demo_load
 
     created = scheduling_demo_load(organization)
     branch = Branch.objects.filter(organization=organization).order_by("pk").first()
     if branch is not None:
         created = billing_demo_load(organization, branch) or created
-    return created
+    return messaging_demo_load(organization) or created
