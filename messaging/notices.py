@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import datetime
 
-from django.db import transaction
-from django.utils import formats, timezone
+from django.utils import formats
 
 from clinic.core.models import Branch
 from clinic.outbox.models import OutboxMessage
@@ -21,7 +20,8 @@ from patients.models import Person
 from scheduling.absence import NOTICE_CHANNEL
 from scheduling.waitlist import OFFER_CHANNEL
 
-from .models import Message, ReminderRule, RuleEvent
+from .events import event_messages_plan
+from .models import RuleEvent
 
 
 def waitlist_offer_deliver(outbox: OutboxMessage) -> None:
@@ -40,24 +40,14 @@ def waitlist_offer_deliver(outbox: OutboxMessage) -> None:
         "branch_address": branch.address,
         "branch_phone": branch.phone,
     }
-    rules = ReminderRule.objects.filter(
-        organization_id=branch.organization_id, event=RuleEvent.WAITLIST_OFFER, is_active=True
+    event_messages_plan(
+        RuleEvent.WAITLIST_OFFER,
+        branch=branch,
+        patient=patient,
+        appointment=None,
+        params=params,
+        key=f"offer:{payload['offer']}",
     )
-    with transaction.atomic():
-        for rule in rules:
-            if rule.branch_id not in (None, branch.pk):
-                continue
-            Message.objects.get_or_create(
-                dedup_key=f"r{rule.pk}:offer:{payload['offer']}",
-                defaults={
-                    "organization_id": branch.organization_id,
-                    "branch": branch,
-                    "patient": patient,
-                    "rule": rule,
-                    "params": params,
-                    "due_at": timezone.now(),
-                },
-            )
 
 
 def patient_notice_deliver(outbox: OutboxMessage) -> None:
