@@ -23,6 +23,7 @@ SOURCE_DIRS = [
     "integrations",
     "devices",
     "portal",
+    "messaging",
     "templates",
 ]
 
