@@ -23,6 +23,7 @@ from patients.models import PHONE_KINDS, Contact
 from scheduling.models import Appointment, AppointmentStatus, CancelReason, CommunicationStatus
 from scheduling.services import SchedulingError, appointment_cancel, appointment_set_status
 
+from .feedback import rating_from_reply
 from .models import (
     BranchSender,
     Conversation,
@@ -154,7 +155,8 @@ def inbound_receive(parsed: InboundMessage) -> Message:
             provider_id=parsed.provider_id,
         )
         conversation.last_inbound_at = now
-        answered = _act_on_answer(message, parsed)
+        text = parsed.button_payload or parsed.body
+        answered = rating_from_reply(message, text) or _act_on_answer(message, parsed)
         conversation.needs_answer = not answered
         conversation.save(update_fields=["last_inbound_at", "needs_answer", "updated_at"])
     return message

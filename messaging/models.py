@@ -47,6 +47,15 @@ class BranchSender(TimeStampedModel):
         default=4,
         help_text=_("Answers to the patient's own messages and one-time codes do not count."),
     )
+    feedback_manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("manager for low ratings"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("A rating of 3 or lower from this branch's patients becomes their task."),
+    )
 
     class Meta:
         verbose_name = _("branch sender")
@@ -215,6 +224,11 @@ class ReminderRule(TimeStampedModel):
         default=False,
         help_text=_("Replies 1 / yes confirm the visit, 2 / no cancel it."),
     )
+    asks_for_rating = models.BooleanField(
+        _("asks to rate the visit"),
+        default=False,
+        help_text=_("A reply of a single digit 1–5 is recorded as the visit's rating."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
@@ -223,6 +237,14 @@ class ReminderRule(TimeStampedModel):
         ordering = ["event", "offset_days", "offset_minutes", "pk"]
         constraints = [
             models.CheckConstraint(condition=~Q(channels=[]), name="messaging_rule_has_channels"),
+            # A reply "1" or "2" must mean one thing: a confirmation or a rating.
+            models.CheckConstraint(
+                condition=~Q(asks_to_confirm=True, asks_for_rating=True),
+                name="messaging_rule_one_question",
+                violation_error_message=_(
+                    "A rule asks either to confirm the visit or to rate it, not both."
+                ),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -404,3 +426,125 @@ class PlannerCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.position}"
+
+
+LOW_RATING = 3
+
+
+class FeedbackSource(models.TextChoices):
+    PORTAL = "portal", _("Web page")
+    SMS = "sms", _("SMS reply")
+    WHATSAPP = "whatsapp", _("WhatsApp reply")
+
+
+class FeedbackTaskState(models.TextChoices):
+    """The manager's task a low rating opens; a rating above ``LOW_RATING`` has none ("")."""
+
+    OPEN = "open", _("Open")
+    DONE = "done", _("Done")
+
+
+@track_history()
+class Feedback(TimeStampedModel):
+    """A patient's rating of one completed visit (once per visit), with their comment.
+
+    A rating of ``LOW_RATING`` or lower opens a task for the branch's feedback manager, closed
+    with a note of what was done; the database refuses a low rating without a task and a
+    closed task without its time.
+    """
+
+    organization = models.ForeignKey(
+        Organization, verbose_name=_("organization"), on_delete=models.PROTECT, related_name="+"
+    )
+    branch = models.ForeignKey(
+        Branch,
+        verbose_name=_("branch"),
+        on_delete=models.PROTECT,
+        db_index=False,  # led by the (branch, created_at) index
+        related_name="+",
+    )
+    appointment = models.OneToOneField(
+        Appointment,
+        verbose_name=_("appointment"),
+        on_delete=models.PROTECT,
+        related_name="feedback",
+    )
+    patient = models.ForeignKey(
+        Person,
+        verbose_name=_("patient"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    rating = models.PositiveSmallIntegerField(_("rating"))
+    comment = models.TextField(_("comment"), blank=True)
+    source = models.CharField(_("given through"), max_length=16, choices=FeedbackSource.choices)
+    message = models.ForeignKey(
+        Message,
+        verbose_name=_("reply"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("manager"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    task_state = models.CharField(
+        _("task"), max_length=8, choices=FeedbackTaskState.choices, blank=True
+    )
+    resolution_note = models.TextField(_("what was done"), blank=True)
+    resolved_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("closed by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("visit rating")
+        verbose_name_plural = _("visit ratings")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rating__gte=1, rating__lte=5), name="messaging_feedback_rating_1_5"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        rating__lte=LOW_RATING,
+                        task_state__in=[FeedbackTaskState.OPEN, FeedbackTaskState.DONE],
+                    )
+                    | Q(rating__gt=LOW_RATING, task_state="")
+                ),
+                name="messaging_feedback_task_for_low_rating",
+            ),
+            models.CheckConstraint(
+                condition=~Q(task_state=FeedbackTaskState.DONE) | Q(resolved_at__isnull=False),
+                name="messaging_feedback_done_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["branch", "-created_at"], name="messaging_feedback_branch"),
+            models.Index(
+                fields=["branch"],
+                condition=Q(task_state="open"),
+                name="messaging_feedback_open_task",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.appointment_id}: {self.rating}"
+
+    @property
+    def is_low(self) -> bool:
+        return self.rating <= LOW_RATING

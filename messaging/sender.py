@@ -238,8 +238,11 @@ def _links(appointment: Appointment | None) -> dict[str, str]:
         return {}
     from portal.links import appointment_token
 
+    from .feedback import feedback_token
+
     link = site_url(reverse("portal:appointment", args=[appointment_token(appointment)]))
-    return {"confirm_link": link, "cancel_link": link, "feedback_link": link}
+    feedback = site_url(reverse("messaging_feedback:rate", args=[feedback_token(appointment)]))
+    return {"confirm_link": link, "cancel_link": link, "feedback_link": feedback}
 
 
 def _template(message: Message, channel: str) -> MessageTemplate | None:
@@ -366,7 +369,9 @@ def _deliver(
             str(index): str((params or {}).get(name, ""))
             for index, name in enumerate(template.whatsapp_variables, start=1)
         }
+    branch_sender = _sender_of(message)
     outgoing = OutgoingMessage(
+        sender=branch_sender.address_for(route.channel) if branch_sender is not None else "",
         to=route.to,
         body=message.body,
         channel=Channel(route.channel),

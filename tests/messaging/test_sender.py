@@ -47,7 +47,7 @@ def twilio(settings: Any) -> Iterator[FakeTwilio]:
         "provider": "twilio",
         "account_sid": fake.account_sid,
         "auth_token": fake.auth_token,
-        "sms_from": "+15005550006",
+        "sms_from": "+15005550001",
         "whatsapp_from": "+14155238886",
         "base_url": fake.url,
         "timeout": 5,
@@ -102,6 +102,7 @@ def test_a_due_reminder_goes_out_once_with_its_text(clinic: Clinic, twilio: Fake
     assert sender.send_due(noon) == 0
     sent = [request for request in twilio.sent if request["method"] == "POST"]
     assert len(sent) == 1
+    assert sent[0]["form"]["From"] == "+15005550006"  # the branch's own number
     message.refresh_from_db()
     assert message.state == MessageState.QUEUED
     assert message.to == PHONE and message.channel == MessageChannel.SMS
