@@ -30,7 +30,8 @@ def _beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "scheduling.expire_waitlist_offers",
             "schedule": 60.0,
         },
-        "messaging-plan": {"task": "messaging.plan", "schedule": 30.0},
+        "messaging-plan-events": {"task": "messaging.plan_events", "schedule": 30.0},
+        "messaging-plan-reminders": {"task": "messaging.plan_reminders", "schedule": 300.0},
         "messaging-send-due": {"task": "messaging.send_due", "schedule": 15.0},
     }
 

@@ -66,7 +66,12 @@ def delivery_report(
     """Apply one delivery report. ``reference`` is the message id the sender put in the
     callback URL: it finds the message even when the answer to the send was lost."""
     with transaction.atomic():
-        found = Message.objects.select_for_update().filter(provider_id=sid).first()
+        found = (
+            Message.objects.select_for_update()
+            .filter(provider_id=sid)
+            .exclude(provider_id="")
+            .first()
+        )
         if found is None and reference.isdigit():
             found = Message.objects.select_for_update().filter(pk=int(reference)).first()
         if found is None:

@@ -168,6 +168,7 @@ class RuleEvent(models.TextChoices):
     LAB_READY = "lab_ready", _("Lab results ready")
     DISCOUNT_CARD = "discount_card", _("Discount card issued")
     WAITLIST_OFFER = "waitlist_offer", _("Waitlist slot offer")
+    NEXT_VISIT = "next_visit", _("After a visit: the way to the next one that day")
 
 
 class DayType(models.TextChoices):
@@ -316,6 +317,7 @@ class Message(models.Model):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="messages",
     )
     appointment = models.ForeignKey(
@@ -340,6 +342,7 @@ class Message(models.Model):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="messages",
     )
     direction = models.CharField(
@@ -377,6 +380,7 @@ class Message(models.Model):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     sent_by = models.ForeignKey(
@@ -385,6 +389,7 @@ class Message(models.Model):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="+",
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -406,7 +411,27 @@ class Message(models.Model):
                 condition=Q(state="planned"),
                 name="messaging_message_due",
             ),
-            models.Index(fields=["provider_id"], name="messaging_message_provider_id"),
+            # Planning writes 100,000 rows a day: indexes cover only the rows that use them.
+            models.Index(
+                fields=["provider_id"],
+                condition=~Q(provider_id=""),
+                name="messaging_message_provider_id",
+            ),
+            models.Index(
+                fields=["conversation", "created_at"],
+                condition=Q(conversation__isnull=False),
+                name="messaging_message_conversation",
+            ),
+            models.Index(
+                fields=["fallback_of"],
+                condition=Q(fallback_of__isnull=False),
+                name="messaging_message_fallback_of",
+            ),
+            models.Index(
+                fields=["sent_by"],
+                condition=Q(sent_by__isnull=False),
+                name="messaging_message_sent_by",
+            ),
             models.Index(fields=["patient", "created_at"], name="messaging_message_patient"),
         ]
 

@@ -40,11 +40,18 @@ _COLUMNS = (
 )
 
 
-def _values(*, due: str, planned_for: str, key: str) -> str:
+def _values(
+    *,
+    due: str,
+    planned_for: str,
+    key: str,
+    branch: str = "a.branch_id",
+    appointment: str = "a.id",
+) -> str:
     """The SELECT list of a planned row; ``a`` is the appointment (or its history event,
     which carries the appointment's columns, ``id`` included)."""
     return (
-        "a.organization_id, a.branch_id, a.patient_id, a.id, %(rule)s, 'out', '',"
+        f"a.organization_id, {branch}, a.patient_id, {appointment}, %(rule)s, 'out', '',"
         f" '', '', '', '{{}}'::jsonb, 'planned', '', '', {due}, {planned_for}, '', 0, {key}, now()"
     )
 
@@ -208,7 +215,23 @@ _EVENT_CONDITIONS = {
         "a.pgh_label = 'update' AND a.status_id = %(status)s"
         " AND a.prev_status_id IS DISTINCT FROM a.status_id"
     ),
+    RuleEvent.NEXT_VISIT: (
+        "a.pgh_label = 'update' AND a.status_id = %(completed)s"
+        " AND a.prev_status_id IS DISTINCT FROM a.status_id"
+    ),
 }
+
+# The patient's next open visit the same local day, after the one just completed: the
+# navigation message is about that visit (its room, time and doctor).
+_NEXT_VISIT_JOIN = (
+    " JOIN core_branch vb ON vb.id = a.branch_id"
+    " CROSS JOIN LATERAL (SELECT n.id, n.branch_id, n.starts_at FROM scheduling_appointment n"
+    " JOIN scheduling_appointmentstatus ns ON ns.id = n.status_id"
+    " WHERE n.patient_id = a.patient_id AND n.starts_at > a.starts_at"
+    " AND n.starts_at < ((a.starts_at AT TIME ZONE vb.time_zone)::date + 1)"
+    " AT TIME ZONE vb.time_zone"
+    " AND ns.code = ANY(%(open)s) ORDER BY n.starts_at LIMIT 1) nx"
+)
 
 
 def plan_events(now: datetime.datetime | None = None) -> list[PlanResult]:
@@ -244,6 +267,7 @@ def plan_events(now: datetime.datetime | None = None) -> list[PlanResult]:
                         upto=upto,
                         cancelled=statuses.get(AppointmentStatus.CANCELLED, 0),
                         status_id=status_id,
+                        completed=statuses.get(AppointmentStatus.COMPLETED, 0),
                     ),
                 )
             )
@@ -253,7 +277,13 @@ def plan_events(now: datetime.datetime | None = None) -> list[PlanResult]:
 
 
 def _plan_event_rule(
-    rule: ReminderRule, *, since: int, upto: int, cancelled: int, status_id: int
+    rule: ReminderRule,
+    *,
+    since: int,
+    upto: int,
+    cancelled: int,
+    status_id: int,
+    completed: int = 0,
 ) -> int:
     params: dict[str, object] = {
         "rule": rule.pk,
@@ -270,6 +300,15 @@ def _plan_event_rule(
         branch_filter = " AND a.branch_id = %(branch)s"
     due = "a.pgh_created_at + make_interval(mins => %(minutes)s)"
     key = "'r' || %(rule)s || ':e' || a.pgh_id"
+    select = _values(due=due, planned_for="a.starts_at", key=key)
+    joined = ""
+    if rule.event == RuleEvent.NEXT_VISIT:
+        params["completed"] = completed
+        params["open"] = list(_OPEN_STATUSES)
+        select = _values(
+            due=due, planned_for="nx.starts_at", key=key, branch="nx.branch_id", appointment="nx.id"
+        )
+        joined = _NEXT_VISIT_JOIN
     sql = (
         "WITH touched AS (SELECT DISTINCT pgh_obj_id FROM scheduling_appointmentevent"  # noqa: S608
         " WHERE pgh_id > %(since)s AND pgh_id <= %(upto)s),"
@@ -279,8 +318,8 @@ def _plan_event_rule(
         " WHERE e.pgh_obj_id IN (SELECT pgh_obj_id FROM touched)"
         " AND e.pgh_id <= %(upto)s WINDOW w AS (PARTITION BY e.pgh_obj_id ORDER BY e.pgh_id))"
         f" INSERT INTO {Message._meta.db_table} ({_COLUMNS})"
-        f" SELECT {_values(due=due, planned_for='a.starts_at', key=key)}"
-        " FROM a WHERE a.pgh_id > %(since)s AND a.organization_id = %(organization)s"
+        f" SELECT {select}"
+        f" FROM a{joined} WHERE a.pgh_id > %(since)s AND a.organization_id = %(organization)s"
         f"{branch_filter} AND {_EVENT_CONDITIONS[RuleEvent(rule.event)]}"
         f"{_service_filter(rule, params)}"
         " ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING"

@@ -14,6 +14,7 @@ from messaging import planner
 from messaging.models import Message, MessageState, RuleEvent
 from scheduling.models import AppointmentStatus, CancelReason
 from scheduling.services import appointment_cancel, appointment_move, appointment_set_status
+from tests.patients.factories import PersonFactory
 from tests.scheduling.factories import ServiceFactory, local
 
 from .conftest import Clinic
@@ -165,3 +166,24 @@ def test_two_planners_at_once_plan_each_message_once(clinic: Clinic) -> None:
     assert errors == []
     assert Message.objects.filter(rule__event=RuleEvent.DAYS_BEFORE).count() == 4
     assert Message.objects.filter(rule__event=RuleEvent.BOOKED).count() == 4
+
+
+def test_completing_a_visit_plans_the_way_to_the_next_one_that_day(clinic: Clinic) -> None:
+    rule = clinic.rule(RuleEvent.NEXT_VISIT)
+    today = timezone.localdate()
+    first = clinic.book(today, "09:00")
+    second = clinic.book(today, "11:00")
+    clinic.book(in_days(1), "10:00")  # tomorrow's visit is not "next" today
+    lone = clinic.book(today, "12:00", patient=PersonFactory(organization=clinic.organization))
+    for code in (
+        AppointmentStatus.ARRIVED,
+        AppointmentStatus.IN_PROGRESS,
+        AppointmentStatus.COMPLETED,
+    ):
+        appointment_set_status(actor=clinic.registrar, appointment=first, code=code)
+        appointment_set_status(actor=clinic.registrar, appointment=lone, code=code)
+    planner.plan_events(timezone.now() + datetime.timedelta(minutes=1))
+    message = Message.objects.get(rule=rule)
+    assert message.appointment == second
+    assert message.planned_for == second.starts_at
+    assert message.patient == clinic.patient
