@@ -27,6 +27,7 @@ urlpatterns = [
     path("website/", include("integrations.website.export_urls")),
     path("portal/feedback/", include("messaging.portal_urls")),
     path("portal/", include("portal.urls")),
+    path("messaging/kpi/", include("messaging.kpi_urls")),
     path("messaging/", include("messaging.urls")),
     path("", include("clinic.web.urls")),
 ]

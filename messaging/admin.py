@@ -21,6 +21,7 @@ from .models import (
     PLACEHOLDERS,
     BranchSender,
     Conversation,
+    Feedback,
     Message,
     MessageTemplate,
     ReminderRule,
@@ -35,7 +36,15 @@ class MessagingSettingsAdmin(HistoryAdminMixin, CapabilityAdminMixin, admin.Mode
 
 @admin.register(BranchSender)
 class BranchSenderAdmin(MessagingSettingsAdmin):
-    list_display = ("branch", "sms_from", "whatsapp_from", "email_from", "quiet_from", "quiet_to")
+    list_display = (
+        "branch",
+        "sms_from",
+        "whatsapp_from",
+        "email_from",
+        "quiet_from",
+        "quiet_to",
+        "feedback_manager",
+    )
 
 
 @admin.register(MessageTemplate)
@@ -83,7 +92,16 @@ class MessageTemplateAdmin(MessagingSettingsAdmin):
 
 @admin.register(ReminderRule)
 class ReminderRuleAdmin(MessagingSettingsAdmin):
-    list_display = ("name", "event", "template_code", "channels", "branch", "is_active")
+    list_display = (
+        "name",
+        "event",
+        "template_code",
+        "channels",
+        "branch",
+        "asks_to_confirm",
+        "asks_for_rating",
+        "is_active",
+    )
     list_filter = ("event", "is_active")
     filter_horizontal = ("services",)
 
@@ -117,3 +135,14 @@ class ConversationAdmin(ReadOnlyAdminMixin, CapabilityAdminMixin, admin.ModelAdm
     list_display = ("address", "channel", "patient", "last_inbound_at", "needs_answer")
     list_filter = ("needs_answer", "channel")
     inlines = (MessageInline,)
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(ReadOnlyAdminMixin, CapabilityAdminMixin, admin.ModelAdmin):
+    """Patients' ratings; the managers close low ones' tasks on the reviews page."""
+
+    capability = Capability.MANAGE_REFERENCE_DATA
+    list_display = ("created_at", "branch", "patient", "rating", "source", "task_state", "manager")
+    list_filter = ("rating", "task_state", "source")
+    list_select_related = ("branch", "patient", "manager")
+    date_hierarchy = "created_at"

@@ -34,6 +34,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "ru": "{first_name}, ждём вас сегодня в {time}, кабинет {room}. {branch_phone}",
         "en": "{first_name}, we expect you today at {time}, room {room}. {branch_phone}",
     },
+    "next": {
+        "ru": "{first_name}, следующий приём сегодня в {time}: кабинет {room}, {doctor}.",
+        "en": "{first_name}, your next visit today is at {time}: room {room}, {doctor}.",
+    },
     "waitlist": {
         "ru": "{first_name}, освободилось время {slot_date} в {slot_time}, {doctor}. "
         "Позвоните {branch_phone}, чтобы записаться.",
@@ -90,6 +94,7 @@ def messaging_demo_load(organization: Organization) -> bool:
         ),
         ("За два часа", RuleEvent.MINUTES_BEFORE, "soon", {"offset_minutes": 120}),
         ("Предложение из листа ожидания", RuleEvent.WAITLIST_OFFER, "waitlist", {}),
+        ("Куда идти дальше", RuleEvent.NEXT_VISIT, "next", {}),
     ]
     for name, event, template_code, extra in rules:
         ReminderRule.objects.create(

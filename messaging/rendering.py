@@ -71,7 +71,7 @@ def sample_params() -> dict[str, str]:
         "branch_phone": "+7 495 123-45-67",
         "confirm_link": "https://clinic.example/portal/a/…",
         "cancel_link": "https://clinic.example/portal/a/…",
-        "feedback_link": "https://clinic.example/portal/f/…",
+        "feedback_link": "https://clinic.example/portal/feedback/…",
         "slot_date": "13 декабря 2026",
         "slot_time": "11:00",
         "card_number": "000123",

@@ -6,6 +6,10 @@ release deletes only the cells that still carry the owner's token (compare-and-d
 hold also sits in a per-resource sorted set by start time so that availability can list the
 holds of a day without scanning keys; members whose keys have expired are skipped and pruned.
 
+A token also remembers its current range and when that hold was taken (``hold_taken_at``), so a
+booking made with the hold records how long the person took to book (``Appointment.held_at``).
+Holding the same range again while it is still held extends it and keeps the time it was taken.
+
 Holds are for people, not for correctness. When Redis is unreachable, ``slot_hold`` raises
 ``HoldsUnavailable`` (the screen says so) and everything that only *reads* holds sees none:
 booking still works and the exclusion constraint still decides.
@@ -34,13 +38,19 @@ _PREFIX = "clinic:hold"
 
 # KEYS: cell keys..., then the per-resource index keys (one per resource, see ARGV[4]).
 # ARGV: token, ttl ms, index member JSON, number of index keys, index score.
+# Returns the first cell someone else holds, else 1 when the token already held every cell (an
+# extension) and 0 when some cell was free (a new hold).
 _ACQUIRE = """
 local n_index = tonumber(ARGV[4])
 local n_cells = #KEYS - n_index
+local renewed = 1
 for i = 1, n_cells do
   local owner = redis.call('GET', KEYS[i])
   if owner and owner ~= ARGV[1] then
     return KEYS[i]
+  end
+  if not owner then
+    renewed = 0
   end
 end
 for i = 1, n_cells do
@@ -50,7 +60,7 @@ for i = n_cells + 1, #KEYS do
   redis.call('ZADD', KEYS[i], ARGV[5], ARGV[3])
   redis.call('PEXPIRE', KEYS[i], 86400000)
 end
-return false
+return renewed
 """
 
 # KEYS: cell keys...; ARGV: token. Deletes only cells the token still owns.
@@ -85,6 +95,7 @@ class Hold:
     starts_at: datetime.datetime
     ends_at: datetime.datetime
     expires_at: datetime.datetime
+    taken_at: datetime.datetime
 
 
 def hold_ttl_seconds() -> int:
@@ -129,7 +140,7 @@ def slot_hold(
         {"t": token, "s": starts_at.timestamp(), "e": ends_at.timestamp(), "k": keys[0]}
     )
     try:
-        conflict = _client().eval(
+        outcome = _client().eval(
             _ACQUIRE,
             len(keys) + len(ids),
             *keys,
@@ -143,22 +154,23 @@ def slot_hold(
     except redis.RedisError as exc:
         logger.warning("Slot holds are unavailable: %s", exc)
         raise HoldsUnavailable from exc
-    if conflict:
+    if isinstance(outcome, bytes | str):
         _, _, _, resource_id, cell = (
-            conflict.decode() if isinstance(conflict, bytes) else conflict
+            outcome.decode() if isinstance(outcome, bytes) else outcome
         ).split(":")
         raise SlotHeld(int(resource_id), datetime.datetime.fromtimestamp(int(cell), datetime.UTC))
-    _forget_previous_range(token, ids, keys, member, ttl)
+    now = datetime.datetime.now(datetime.UTC)
+    taken_at = _forget_previous_range(token, ids, keys, member, ttl, now=now, renewed=outcome == 1)
     live.schedule_changed(
         branch_id=None, resource_ids=ids, days=[starts_at], kind=live.ChangeKind.HOLD
     )
-    now = datetime.datetime.now(datetime.UTC)
     return Hold(
         token=token,
         resource_ids=ids,
         starts_at=starts_at,
         ends_at=ends_at,
         expires_at=now + datetime.timedelta(seconds=ttl),
+        taken_at=taken_at,
     )
 
 
@@ -167,18 +179,30 @@ def _token_key(token: str) -> str:
 
 
 def _forget_previous_range(
-    token: str, ids: tuple[int, ...], keys: list[str], member: str, ttl: int
-) -> None:
+    token: str,
+    ids: tuple[int, ...],
+    keys: list[str],
+    member: str,
+    ttl: int,
+    *,
+    now: datetime.datetime,
+    renewed: bool,
+) -> datetime.datetime:
     """A person who picks another slot with the same token gives up the one picked before.
 
     Frees the previous range's cells that the new range does not cover (only while the token
-    still owns them) and drops it from the listing, then remembers the new range.
+    still owns them) and drops it from the listing, then remembers the new range and when its
+    hold was taken: ``now``, unless the token ``renewed`` a hold of this very range that it still
+    owned, which keeps its first time. Returns that time.
     """
     client = _client()
+    taken_at = now
     try:
         previous_json = client.get(_token_key(token))
         if previous_json:
             previous = json.loads(previous_json)
+            if renewed and previous["m"] == member and "at" in previous:
+                taken_at = datetime.datetime.fromisoformat(previous["at"])
             if previous["m"] != member:
                 stale = [key for key in previous["keys"] if key not in set(keys)]
                 if stale:
@@ -189,11 +213,34 @@ def _forget_previous_range(
                     pipe.execute()
         client.set(
             _token_key(token),
-            json.dumps({"ids": list(ids), "keys": keys, "m": member}),
+            json.dumps({"ids": list(ids), "keys": keys, "m": member, "at": taken_at.isoformat()}),
             px=ttl * 1000,
         )
     except redis.RedisError as exc:  # the old cells simply expire by themselves
         logger.warning("Could not forget a previous slot hold: %s", exc)
+    return taken_at
+
+
+def hold_taken_at(
+    *, token: str, resource_ids: Iterable[int], starts_at: datetime.datetime
+) -> datetime.datetime | None:
+    """When the token's current hold was taken, if that hold starts at ``starts_at`` on one of
+    ``resource_ids`` (the booking it is for); None otherwise, once it has expired, or when Redis
+    cannot be reached (one GET; nothing is written).
+    """
+    try:
+        raw = _client().get(_token_key(token))
+    except redis.RedisError as exc:
+        logger.warning("Slot holds are unavailable: %s", exc)
+        return None
+    if not raw:
+        return None
+    current = json.loads(raw)
+    if "at" not in current or not set(current["ids"]) & set(resource_ids):
+        return None
+    if json.loads(current["m"])["s"] != starts_at.timestamp():
+        return None
+    return datetime.datetime.fromisoformat(current["at"])
 
 
 def slot_release(

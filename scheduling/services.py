@@ -1018,6 +1018,13 @@ def _book_locked(actor: Any, request: BookingRequest, fingerprint: str) -> Appoi
         idempotency_key=request.idempotency_key or None,
         idempotency_fingerprint=fingerprint if request.idempotency_key else "",
         created_by=_user(actor),
+        held_at=holds.hold_taken_at(
+            token=request.hold_token,
+            resource_ids=[r.pk for r in plan.resources],
+            starts_at=plan.starts_at,
+        )
+        if request.hold_token
+        else None,
     )
     # Field validation only: the related rows were all just read, and the database enforces the
     # check constraints itself, so full_clean()'s existence and constraint queries are skipped.

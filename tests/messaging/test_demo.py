@@ -22,5 +22,5 @@ def test_the_demo_settings_are_made_once_and_are_valid() -> None:
         template.full_clean()
     codes = set(MessageTemplate.objects.values_list("code", flat=True))
     rules = ReminderRule.objects.filter(organization=organization)
-    assert rules.count() == 4
+    assert rules.count() == 5
     assert {rule.template_code for rule in rules} <= codes
