@@ -1,9 +1,11 @@
-"""The running part of a local fake of an outside system (a fiscal register, a payment gateway):
-an HTTP server on a local port, served from a thread in tests or from ``python -m`` as a process
-(the demo's register is one). Each fake supplies its request handler and its behaviour."""
+"""The running part of a local fake of an outside system (a fiscal register, a payment gateway,
+a mail server): a server on a local port, HTTP unless the fake says otherwise, served from a
+thread in tests or from ``python -m`` as a process (the demo's register is one). Each fake
+supplies its request handler and its behaviour."""
 
 from __future__ import annotations
 
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -18,14 +20,14 @@ class FakePeer:
     """Start, stop and address a fake; subclasses set ``handler_class`` and ``server_class`` and
     call ``_listen`` from their ``__init__``."""
 
-    handler_class: type[BaseHTTPRequestHandler]
-    server_class: type[FakeServer] = FakeServer
+    handler_class: type[socketserver.BaseRequestHandler] = BaseHTTPRequestHandler
+    server_class: type[socketserver.TCPServer] = FakeServer
     thread_name = "fake-peer"
 
     def _listen(self, host: str, port: int) -> None:
         self._host = host
         self._server = self.server_class((host, port), self.handler_class)
-        self._server.fake = self
+        self._server.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
     @classmethod

@@ -21,7 +21,9 @@ import socketserver
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
+
+from clinic.core.fake_peer import FakePeer
 
 __all__ = ["FakeSmtp", "ReceivedMail"]
 
@@ -201,8 +203,12 @@ def _decoded(text: str) -> str:
     return base64.b64decode(text, validate=True).decode()
 
 
-class FakeSmtp:
+class FakeSmtp(FakePeer):
     """The fake SMTP server; see the module docstring for the behaviour."""
+
+    handler_class = _Session
+    server_class = _Server
+    thread_name = "fake-smtp"
 
     def __init__(
         self,
@@ -220,47 +226,11 @@ class FakeSmtp:
         self.username = username
         self.password = password
         self.hostname = hostname
-        self._host = host
-        self._server = _Server((host, port), _Session)
-        self._server.fake = self
-        self._thread: threading.Thread | None = None
-
-    @classmethod
-    def start(cls, port: int = 0, host: str = "127.0.0.1", **options: Any) -> Self:
-        """A fake serving in a background thread; ``port=0`` picks a free port."""
-        fake = cls(host, port, **options)
-        fake._thread = threading.Thread(
-            target=fake._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-smtp-{fake.port}",
-            daemon=True,
-        )
-        fake._thread.start()
-        return fake
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self._listen(host, port)
 
     @property
     def host(self) -> str:
         return self._host
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
 
     @property
     def mode(self) -> str:

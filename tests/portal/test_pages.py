@@ -215,6 +215,7 @@ def photo_form(upload: SimpleUploadedFile) -> Any:
 
 
 @pytest.mark.django_db
+@translation.override("en")  # the messages are compared in English
 def test_a_photo_must_be_a_small_jpeg_png_or_webp() -> None:
     assert photo_form(SimpleUploadedFile("ok.png", png_bytes())).is_valid()
     assert photo_form(SimpleUploadedFile("ok.webp", png_bytes(image_format="WEBP"))).is_valid()

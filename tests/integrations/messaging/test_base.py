@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 from django.utils.module_loading import import_string
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,6 +78,7 @@ def test_reports_in_any_order_end_in_the_last_reported_status(data: st.DataObjec
     assert recorded is reports[-1]
 
 
+@translation.override("en")  # the messages are compared in English
 def test_provider_for_refuses_an_unknown_provider() -> None:
     with pytest.raises(ValueError, match="Unknown messaging provider 'carrier-pigeon'"):
         provider_for({"provider": "carrier-pigeon"})

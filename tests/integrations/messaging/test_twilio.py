@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from django.http import QueryDict
+from django.utils import translation
 from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
@@ -705,6 +706,7 @@ def test_a_fake_in_its_own_process_is_steered_over_http(receiver: Receiver) -> N
     assert state["messages"][sent.provider_id]["status"] == "failed"
 
 
+@translation.override("en")  # the messages are compared in English
 def test_provider_for_refuses_incomplete_twilio_settings() -> None:
     base = {"provider": "twilio", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
 
