@@ -227,11 +227,17 @@ def appointment_cancel(
 def appointment_reschedule(
     request: HttpRequest, account: accounts.Account, public_id: uuid.UUID
 ) -> HttpResponse:
-    """Another free time with the same doctor, service and branch; the move is checked like a
-    booking, so a time taken meanwhile is refused and the visit stays where it was."""
+    """Another free time with the same doctor, service and branch (see ``reschedule_page``)."""
     appointment = _owned_appointment(account, public_id)
     if not accounts.change_allowed(appointment):
         return _change_refused(request)
+    return reschedule_page(request, appointment, done_url=reverse("portal:account"))
+
+
+def reschedule_page(request: HttpRequest, appointment: Any, *, done_url: str) -> HttpResponse:
+    """The free times of the visit's doctor, service and branch, and the move to one of them:
+    checked like a booking, so a time taken meanwhile is refused and the visit stays. Shared by
+    the account and the signed link; the caller has checked that the visit may change."""
     first_line = (
         AppointmentService.objects.filter(appointment=appointment)
         .select_related("service")
@@ -256,7 +262,7 @@ def appointment_reschedule(
             status = refusal.status_code
         else:
             messages.success(request, _("The appointment is moved."))
-            return redirect("portal:account")
+            return redirect(done_url)
     slots = []
     if service is not None and appointment.doctor is not None:
         slots = [
@@ -276,6 +282,7 @@ def appointment_reschedule(
         "days": days,
         "error": error,
         "zone": appointment.branch.time_zone,
+        "back_url": done_url,
     }
     return render(request, "portal/account/reschedule.html", context, status=status)
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("book/cancel/", views.book_cancel, name="book_cancel"),
     path("a/<str:token>/", views.appointment_link, name="appointment"),
     path("a/<str:token>/pay/", views.appointment_pay, name="appointment_pay"),
+    path("a/<str:token>/reschedule/", views.appointment_reschedule, name="appointment_reschedule"),
     path("a/<str:token>/paid/", views.appointment_paid, name="appointment_paid"),
     path("account/", account_views.home, name="account"),
     path("account/login/", account_views.login, name="account_login"),

@@ -676,3 +676,18 @@ def appointment_paid(request: HttpRequest, token: str) -> HttpResponse:
         "zone": appointment.branch.time_zone,
     }
     return render(request, "portal/appointment_paid.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page(no_store=True)
+def appointment_reschedule(request: HttpRequest, token: str) -> HttpResponse:
+    """Move the visit a signed link names to another free time, without logging in."""
+    from .account_views import reschedule_page
+
+    appointment = appointment_from_token(token)
+    if appointment is None:
+        return render(request, "portal/link_invalid.html", status=404)
+    link = reverse("portal:appointment", args=[token])
+    if not change_allowed(appointment):
+        return redirect(link)
+    return reschedule_page(request, appointment, done_url=link)

@@ -99,3 +99,27 @@ def test_a_refused_pick_keeps_the_search_and_its_other_times(client: Client, sit
     again = refused.content.decode()
     assert 'data-error="slot_held"' in again
     assert f'data-slot="{slot_at(site, local(tomorrow(), "11:00"))}"' in again
+
+
+def test_the_signed_link_reschedules_without_logging_in(client: Client, site: Clinic) -> None:
+    link = book_online(client, site, "10:00")
+    stranger = Client()
+    assert "data-reschedule" in stranger.get(link).content.decode()
+    page = stranger.get(f"{link}reschedule/").content.decode()
+    new_slot = slot_at(site, local(tomorrow(), "11:30"))
+    assert f'data-slot="{new_slot}"' in page
+    moved = stranger.post(f"{link}reschedule/", {"slot": new_slot})
+    assert moved.status_code == 302 and moved["Location"] == link
+    assert Appointment.objects.get().starts_at == local(tomorrow(), "11:30")
+
+
+def test_the_signed_link_does_not_reschedule_inside_the_notice(
+    client: Client, site: Clinic, settings: Any
+) -> None:
+    link = book_online(client, site, "10:00")
+    settings.PORTAL_CHANGE_NOTICE_MINUTES = 3 * 24 * 60
+    refused = Client().post(
+        f"{link}reschedule/", {"slot": slot_at(site, local(tomorrow(), "11:30"))}
+    )
+    assert refused.status_code == 302 and refused["Location"] == link
+    assert Appointment.objects.get().starts_at == local(tomorrow(), "10:00")
