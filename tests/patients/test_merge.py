@@ -217,6 +217,9 @@ def test_merge_moves_contacts_consents_cards_and_relations_to_the_survivor(
         "payments": [],
         "contracts": [],
         "guarantee_letters": [],
+        "messages": [],
+        "conversations": [],
+        "feedback": [],
     }
     assert merge.moved["kept"] == {}
     assert merge.moved["skipped"] == {}
