@@ -27,10 +27,15 @@ PASSWORD = "correct-horse-battery"
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Any:
-    """Each test starts with an empty cache (axes and sessions use it)."""
+    """Each test starts with an empty cache (axes and sessions use it), and no FHIR answer or
+    schedule list stored in the process by an earlier test."""
+    from integrations.website import slot_cache
+
     cache.clear()
+    slot_cache.forget_all()
     yield
     cache.clear()
+    slot_cache.forget_all()
 
 
 @pytest.fixture(autouse=True)

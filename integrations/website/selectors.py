@@ -142,10 +142,15 @@ def online_schedules() -> list[PublicSchedule]:
 
 
 def online_schedule(
-    doctor_public_id: Any, branch_public_id: Any, service_public_id: Any
+    doctor_public_id: Any,
+    branch_public_id: Any,
+    service_public_id: Any,
+    *,
+    schedules: Sequence[PublicSchedule] | None = None,
 ) -> tuple[PublicSchedule, Service] | None:
-    """The online schedule of a doctor in a branch and its service, when bookable online."""
-    for entry in online_schedules():
+    """The online schedule of a doctor in a branch and its service, when bookable online
+    (among ``schedules`` when the caller has them)."""
+    for entry in online_schedules() if schedules is None else schedules:
         if entry.doctor.public_id != doctor_public_id or (
             branch_public_id is not None and entry.branch.public_id != branch_public_id
         ):

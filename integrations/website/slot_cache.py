@@ -59,6 +59,27 @@ class _Store:
 _store = _Store()
 
 
+_schedules_lock = threading.Lock()
+_schedules: tuple[float, list[Any]] | None = None
+
+
+def online_schedules_recent() -> list[Any]:
+    """``selectors.online_schedules()`` as read at most ``SLOT_CACHE_SECONDS`` ago in this
+    process: who is bookable online and for what changes rarely, and reading it costs a cache
+    miss most of its time. Bookings never depend on it: they re-check everything."""
+    global _schedules
+    from .selectors import online_schedules
+
+    now = time.monotonic()
+    with _schedules_lock:
+        if _schedules is not None and now - _schedules[0] <= SLOT_CACHE_SECONDS:
+            return _schedules[1]
+    fresh = online_schedules()
+    with _schedules_lock:
+        _schedules = (now, fresh)
+    return fresh
+
+
 def cache_key(branch_public_id: Any, request_key: str) -> tuple[Any, ...] | None:
     """The key of an answer, or None when the branch's version cannot be read."""
     try:
@@ -78,5 +99,8 @@ def remember(key: tuple[Any, ...] | None, body: bytes) -> None:
 
 
 def forget_all() -> None:
-    """Drop every stored answer (tests)."""
+    """Drop every stored answer and the schedules read (tests)."""
+    global _schedules
     _store.clear()
+    with _schedules_lock:
+        _schedules = None

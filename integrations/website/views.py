@@ -333,7 +333,12 @@ class SlotView(FhirView):
         service_public_id: uuid.UUID,
     ) -> dict[str, Any]:
         count, offset = _page(request)
-        bookable = online_schedule(doctor_public_id, branch_public_id, service_public_id)
+        bookable = online_schedule(
+            doctor_public_id,
+            branch_public_id,
+            service_public_id,
+            schedules=slot_cache.online_schedules_recent(),
+        )
         branch = bookable[0].branch if bookable else None
         zone = branch.zone if branch else timezone.get_current_timezone()
         low, high = slot_window(params.getlist("start"), zone)
