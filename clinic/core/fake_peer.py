@@ -5,15 +5,82 @@ supplies its request handler and its behaviour."""
 
 from __future__ import annotations
 
+import json
 import socketserver
 import threading
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 
 class FakeServer(ThreadingHTTPServer):
     daemon_threads = True
     fake: Any
+
+
+class QuietFakeServer(FakeServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a client that gave up on a slow answer is expected here."""
+
+
+@dataclass
+class FakeReply:
+    """What a fake answers one HTTP request with; ``delay_seconds`` holds the answer back (a
+    slow peer)."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+
+
+def json_reply(status: int, body: Any, **options: Any) -> FakeReply:
+    return FakeReply(status, json.dumps(body, ensure_ascii=False).encode(), **options)
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    """Hands each request to ``server.fake.handle(method, path, raw body, headers)`` and writes
+    the ``FakeReply`` it returns; ``replied`` runs after the answer is written."""
+
+    server: FakeServer
+
+    def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_POST(self) -> None:
+        self._answer("POST")
+
+    def do_DELETE(self) -> None:
+        self._answer("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: each fake keeps its own record of requests."""
+
+    def replied(self, reply: Any) -> None:
+        """What the fake does once the answer is out (nothing by default)."""
+
+    def _answer(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = urlsplit(self.path).path
+        reply = self.server.fake.handle(method, path, raw, dict(self.headers.items()))
+        if reply.delay_seconds:
+            time.sleep(reply.delay_seconds)
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        self.replied(reply)
 
 
 class FakePeer:

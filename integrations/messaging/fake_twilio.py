@@ -60,14 +60,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from clinic.core.fake_peer import FakePeer, FakeServer
+from clinic.core.fake_peer import FakeHandler, FakePeer, FakeReply, QuietFakeServer
 
 __all__ = ["DEFAULT_ACCOUNT_SID", "DEFAULT_AUTH_TOKEN", "MODES", "FakeTwilio", "main"]
 
@@ -133,12 +132,9 @@ class _Invalid(Exception):
 
 
 @dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_seconds: float = 0.0
+class _Reply(FakeReply):
+    """An answer, and the status callbacks its message is to get once it is out."""
+
     progress: list[tuple[str, list[tuple[str, int | None]]]] = field(default_factory=list)
 
 
@@ -206,56 +202,17 @@ def _http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-class _Server(FakeServer):
-    fake: FakeTwilio
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that gave up on a slow answer is expected here."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._answer("GET")
-
-    def do_POST(self) -> None:
-        self._answer("POST")
-
-    def do_DELETE(self) -> None:
-        self._answer("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the fake's record of requests is ``sent``."""
-
-    def _answer(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        path = urlsplit(self.path).path
-        fake = self.server.fake
-        reply = fake.handle(method, path, raw, dict(self.headers.items()))
-        if reply.delay_seconds:
-            time.sleep(reply.delay_seconds)
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        for sid, steps in reply.progress:
-            fake._schedule(sid, steps)
+class _Handler(FakeHandler):
+    def replied(self, reply: Any) -> None:
+        for sid, steps in getattr(reply, "progress", ()):
+            self.server.fake._schedule(sid, steps)
 
 
 class FakeTwilio(FakePeer):
     """The fake Twilio and its HTTP server; see the module docstring for the behaviour."""
 
     handler_class = _Handler
-    server_class = _Server
+    server_class = QuietFakeServer
     thread_name = "fake-twilio"
 
     def __init__(

@@ -45,19 +45,16 @@ import json
 import re
 import signal
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from clinic.core.fake_peer import FakePeer, FakeServer
+from clinic.core.fake_peer import FakeHandler, FakePeer, FakeReply, QuietFakeServer, json_reply
 
 __all__ = ["MODES", "FakeYooKassa", "main"]
 
@@ -96,19 +93,6 @@ class _Invalid(Exception):
         self.parameter = parameter
         self.code = code
         self.status = status
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_seconds: float = 0.0
-
-
-def _json_reply(status: int, body: Any, **options: Any) -> _Reply:
-    return _Reply(status, json.dumps(body, ensure_ascii=False).encode(), **options)
 
 
 def _error_body(code: str, description: str, parameter: str = "") -> dict[str, Any]:
@@ -193,49 +177,11 @@ def _metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-class _Server(FakeServer):
-    fake: FakeYooKassa
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that gave up on a slow answer is expected here."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._answer("GET")
-
-    def do_POST(self) -> None:
-        self._answer("POST")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the fake's record of requests is ``sent``."""
-
-    def _answer(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        path = urlsplit(self.path).path
-        reply = self.server.fake.handle(method, path, raw, dict(self.headers.items()))
-        if reply.delay_seconds:
-            time.sleep(reply.delay_seconds)
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-
 class FakeYooKassa(FakePeer):
     """The fake gateway and its HTTP server; see the module docstring for the behaviour."""
 
-    handler_class = _Handler
-    server_class = _Server
+    handler_class = FakeHandler
+    server_class = QuietFakeServer
     thread_name = "fake-yookassa"
 
     def __init__(
@@ -423,7 +369,7 @@ class FakeYooKassa(FakePeer):
 
     # HTTP.
 
-    def handle(self, method: str, path: str, raw: bytes, headers: dict[str, str]) -> _Reply:
+    def handle(self, method: str, path: str, raw: bytes, headers: dict[str, str]) -> FakeReply:
         """One HTTP request and its reply."""
         if path.startswith("/__fake__/"):
             return self._control(method, path, raw)
@@ -444,7 +390,7 @@ class FakeYooKassa(FakePeer):
         for event, shown in undelivered:
             self._notify(event, shown)
         extra = {"Retry-After": "1"} if status == 429 else {}
-        return _json_reply(status, answer, headers=extra, delay_seconds=delay)
+        return json_reply(status, answer, headers=extra, delay_seconds=delay)
 
     def _api(
         self, mode: str, method: str, path: str, raw: bytes, headers: dict[str, str]
@@ -598,28 +544,28 @@ class FakeYooKassa(FakePeer):
 
     # The confirmation page and the controls over HTTP.
 
-    def _control(self, method: str, path: str, raw: bytes) -> _Reply:
+    def _control(self, method: str, path: str, raw: bytes) -> FakeReply:
         match = CONFIRM_PATH.match(path)
         if match:
             return self._confirm_page(method, match.group(1), raw)
         if method == "GET" and path == "/__fake__/state":
-            return _json_reply(200, self.state())
+            return json_reply(200, self.state())
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
-            return _json_reply(400, {"error": "body is not JSON"})
+            return json_reply(400, {"error": "body is not JSON"})
         if not isinstance(body, dict):
-            return _json_reply(400, {"error": "body is not a JSON object"})
+            return json_reply(400, {"error": "body is not a JSON object"})
         match = CONTROL_PAYMENT_PATH.match(path)
         if method == "POST" and match:
             action, payment_id = match.groups()
             try:
                 payment = self.pay(payment_id) if action == "pay" else self.cancel(payment_id)
             except KeyError as error:
-                return _json_reply(404, {"error": str(error)})
+                return json_reply(404, {"error": str(error)})
             except ValueError as error:
-                return _json_reply(409, {"error": str(error)})
-            return _json_reply(200, payment)
+                return json_reply(409, {"error": str(error)})
+            return json_reply(200, payment)
         if method == "POST" and path == "/__fake__/mode":
             slow_seconds = body.get("slow_seconds")
             try:
@@ -628,14 +574,14 @@ class FakeYooKassa(FakePeer):
                     slow_seconds=None if slow_seconds is None else float(slow_seconds),
                 )
             except (TypeError, ValueError) as error:
-                return _json_reply(400, {"error": str(error)})
-            return _json_reply(200, {"mode": self.mode})
+                return json_reply(400, {"error": str(error)})
+            return json_reply(200, {"mode": self.mode})
         if method == "POST" and path == "/__fake__/notify_url":
             self.notify_url = str(body.get("url") or "")
-            return _json_reply(200, {"notify_url": self.notify_url})
-        return _json_reply(404, {"error": f"no control {method} {path}"})
+            return json_reply(200, {"notify_url": self.notify_url})
+        return json_reply(404, {"error": f"no control {method} {path}"})
 
-    def _confirm_page(self, method: str, payment_id: str, raw: bytes) -> _Reply:
+    def _confirm_page(self, method: str, payment_id: str, raw: bytes) -> FakeReply:
         """GET shows the page; POST acts on a pending payment (a payment already decided is
         left as it is) and sends the browser back to the shop."""
         with self._lock:
@@ -644,9 +590,9 @@ class FakeYooKassa(FakePeer):
             return_url = "" if payment is None else str(payment["_return_url"])
         if shown is None:
             page = b"<!doctype html><title>Not found</title><p>No such payment.</p>"
-            return _Reply(404, page, "text/html; charset=utf-8")
+            return FakeReply(404, page, "text/html; charset=utf-8")
         if method != "POST":
-            return _Reply(200, self._confirm_html(shown), "text/html; charset=utf-8")
+            return FakeReply(200, self._confirm_html(shown), "text/html; charset=utf-8")
         action = parse_qs(raw.decode(errors="replace")).get("action", [""])[0]
         try:
             if action == "pay":
@@ -655,7 +601,7 @@ class FakeYooKassa(FakePeer):
                 self.cancel(payment_id, reason="canceled_by_merchant", party="merchant")
         except ValueError:
             pass
-        return _Reply(303, b"", "text/plain", headers={"Location": return_url})
+        return FakeReply(303, b"", "text/plain", headers={"Location": return_url})
 
     @staticmethod
     def _confirm_html(payment: dict[str, Any]) -> bytes:
