@@ -314,15 +314,20 @@ class SlotView(FhirView):
         except ValueError:
             raise invalid_parameter("schedule", params["schedule"]) from None
         service_public_id = _service_token(params["service-type"])
+
+        def compute() -> bytes:
+            bundle = self._search(
+                request, params, doctor_public_id, branch_public_id, service_public_id
+            )
+            return fhir_json(bundle).encode()
+
         # Exact to the last booking (see slot_cache): a stored answer skips every query.
-        key = slot_cache.cache_key(branch_public_id, request.build_absolute_uri())
-        body = slot_cache.cached(key)
-        if body is None:
-            body = fhir_json(
-                self._search(request, params, doctor_public_id, branch_public_id, service_public_id)
-            ).encode()
-            slot_cache.remember(key, body)
-        return HttpResponse(body, content_type=f"{FHIR_JSON}; charset=utf-8")
+        return slot_cache.answer(
+            branch_public_id,
+            request.build_absolute_uri(),
+            compute,
+            content_type=f"{FHIR_JSON}; charset=utf-8",
+        )
 
     def _search(
         self,
