@@ -237,7 +237,7 @@ class InvoiceLineInline(ReadOnlyAdminMixin, CapabilityAdminMixin, admin.TabularI
 @admin.register(Invoice)
 class InvoiceAdmin(DocumentAdmin):
     list_display = ("__str__", "patient", "payer_kind", "state", "total", "posted_at", "branch")
-    list_filter = ("state", "payer_kind", ("branch", BranchListFilter))
+    list_filter = ("state", "payer_kind", "online_priced", ("branch", BranchListFilter))
     search_fields = ("patient__last_name", "patient__first_name")
     list_select_related = ("patient", "branch")
     date_hierarchy = "posted_at"

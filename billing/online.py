@@ -4,12 +4,18 @@
 then asks the gateway for a payment page; a retry after a timeout sends the same key, so the
 gateway answers with the payment it already made. ``online_payment_settle`` posts the billing
 payment once the gateway's API (never a notification's body) says the money arrived; it is safe
-to call any number of times from the webhook and from the patient's return to the site, because
+to call any number of times from the webhook, from the patient's return to the site and from
+the periodic recheck (``online_payments_recheck``, for notifications that never came), because
 the posting carries the gateway's payment id as its idempotency key.
+
+An invoice made at the price for paying online in advance (``Invoice.online_priced``) holds that
+price only while its payment may still succeed: when the payment fails it is cancelled, and the
+desk invoices the visit at its normal price.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import uuid
 from decimal import Decimal
@@ -18,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from integrations.payments import (
@@ -42,6 +49,7 @@ from .services import (
     PartInput,
     _draft_locked,
     _totals_refresh,
+    invoice_cancel,
     invoice_outstanding,
     payment_post,
 )
@@ -228,7 +236,70 @@ def online_payment_settle_locked(online: OnlinePayment, answer: GatewayPayment) 
         current.save(
             update_fields=["state", "payment", "problem", "gateway_answer", "gateway_payment_id"]
         )
+        if current.state == OnlinePaymentState.CANCELED:
+            _online_price_withdrawn(current.invoice, actor=website_actor())
         return current
+
+
+def _online_price_withdrawn(invoice: Invoice, *, actor: Any) -> None:
+    """Cancel an invoice priced for paying online once no payment of it can succeed any more
+    (nothing paid on it, no other payment pending), so that the online discount is not left
+    for the desk to charge."""
+    if not invoice.online_priced or invoice.state != InvoiceState.POSTED:
+        return
+    if invoice.online_payments.exclude(state=OnlinePaymentState.CANCELED).exists():
+        return
+    try:
+        if actor is None:
+            raise PermissionDenied("the website account is not set up")
+        with transaction.atomic():
+            invoice_cancel(actor=actor, invoice=invoice)
+    except (BillingError, PermissionDenied):
+        logger.warning(
+            "Invoice %s priced for paying online is unpaid but stays issued", invoice.number
+        )
+
+
+# Payments pending this long are asked about (YooKassa ends an unpaid one after about an hour),
+# for this long; one the gateway never acknowledged cannot be paid after a day (its
+# idempotency key has expired at the gateway too).
+RECHECK_AFTER = datetime.timedelta(minutes=15)
+RECHECK_FOR = datetime.timedelta(days=7)
+UNACKNOWLEDGED_FOR = datetime.timedelta(days=1)
+
+
+def online_payments_recheck(*, limit: int = 200) -> int:
+    """Read back the payments still pending after ``RECHECK_AFTER`` (a notification lost, or a
+    patient who never came back from the gateway's page) and settle them: paid ones are posted,
+    expired ones end, and so does their online price. Returns how many payments ended."""
+    now = timezone.now()
+    pending = OnlinePayment.objects.filter(state=OnlinePaymentState.PENDING).select_related(
+        "invoice"
+    )
+    ended = 0
+    asked = pending.filter(
+        created_at__lt=now - RECHECK_AFTER, created_at__gte=now - RECHECK_FOR
+    ).exclude(gateway_payment_id="")
+    for online in asked.order_by("created_at")[:limit]:
+        if online_payment_refresh(online).state != OnlinePaymentState.PENDING:
+            ended += 1
+    lost = pending.filter(created_at__lt=now - UNACKNOWLEDGED_FOR, gateway_payment_id="")
+    for online in lost.order_by("created_at")[:limit]:
+        ended += _unacknowledged_end(online)
+    return ended
+
+
+def _unacknowledged_end(online: OnlinePayment) -> int:
+    from integrations.website.booking import website_actor
+
+    with transaction.atomic():
+        current = OnlinePayment.objects.select_for_update().get(pk=online.pk)
+        if current.state != OnlinePaymentState.PENDING or current.gateway_payment_id:
+            return 0
+        current.state = OnlinePaymentState.CANCELED
+        current.save(update_fields=["state"])
+        _online_price_withdrawn(current.invoice, actor=website_actor())
+    return 1
 
 
 def _post(online: OnlinePayment, answer: GatewayPayment, *, actor: Any) -> None:

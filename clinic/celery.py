@@ -33,6 +33,10 @@ def _beat_schedule() -> dict[str, dict[str, Any]]:
         "messaging-plan-events": {"task": "messaging.plan_events", "schedule": 30.0},
         "messaging-plan-reminders": {"task": "messaging.plan_reminders", "schedule": 300.0},
         "messaging-send-due": {"task": "messaging.send_due", "schedule": 15.0},
+        "billing-online-payments-recheck": {
+            "task": "billing.online_payments_recheck",
+            "schedule": 600.0,
+        },
     }
 
 

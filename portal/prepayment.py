@@ -4,7 +4,9 @@ the whole visit at the portal's online price (the doctor's discount for paying i
 The invoice is made when the patient presses "Pay", as the website account: one line for the
 visit's service, priced at the online price, posted, then paid through the payment gateway like
 any invoice in the account (``billing.online``). Pressing again reuses that invoice and its
-pending payment; a visit already paid is not offered again.
+pending payment; a visit already paid is not offered again. When the payment fails (the patient
+left the gateway's page and it expired), the discounted invoice is cancelled and the visit is
+invoiced at the desk at its normal price; the link offers to pay online again meanwhile.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def _invoice_made(appointment: Appointment, price: PortalPrice) -> Invoice:
     line = invoice_line_add(actor=actor, invoice=invoice, service=service, appointment=appointment)
     if price.online < line.amount:
         line_online_price_set(line=line, amount=price.online)
+        Invoice.objects.filter(pk=invoice.pk).update(online_priced=True)
     return invoice_post(actor=actor, invoice=invoice)
 
 

@@ -82,6 +82,14 @@ class Invoice(TimeStampedModel):
         _("discounts"), max_digits=12, decimal_places=2, default=Decimal("0")
     )
     note = models.CharField(_("note"), max_length=500, blank=True)
+    online_priced = models.BooleanField(
+        _("priced for paying online"),
+        default=False,
+        help_text=_(
+            "Made on the portal at the price for paying online in advance: cancelled when that "
+            "payment fails, so that the visit is invoiced at its normal price."
+        ),
+    )
     posted_at = models.DateTimeField(_("posted at"), null=True, blank=True)
     posted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
