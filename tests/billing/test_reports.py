@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import re
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -309,6 +310,7 @@ def test_bad_parameters_answer_400_naming_the_field_and_value(
     assert page.status_code == 400
     html = page.content.decode()
     assert f'data-report-error="{field}"' in html
+    assert re.search(rf'class="field field--error">\s*<label for="report-{field}">', html)
     assert value in html
     export = client.get(CSV, query)
     assert export.status_code == 400

@@ -6,6 +6,7 @@ records, refused parameters, who may open the page and what it costs in queries.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -602,6 +603,7 @@ def test_a_bad_parameter_is_refused_naming_it_and_nothing_is_computed(
     assert response.status_code == 400
     html = response.content.decode()
     assert f'data-kpi-error="{field}"' in html
+    assert re.search(rf'class="field field--error">\s*<label for="kpi-{field}">', html)
     assert fragment in html
     assert not any("GROUPING SETS" in query["sql"] for query in queries.captured_queries)
     assert "data-kpi=" not in html
