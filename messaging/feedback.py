@@ -119,10 +119,10 @@ def _is_active_staff(user: Any) -> bool:
 
 
 def can_review_feedback(user: Any) -> bool:
-    """Ratings are read by those who run the front office (heads of registry and
-    administrators, who manage the work schedules) and by anyone named a branch's feedback
-    manager, who must see the tasks given to them."""
-    if has_capability(user, Capability.MANAGE_WORK_SCHEDULE):
+    """Ratings are read by those who run the front office (``review_feedback``: heads of
+    registry and administrators) and by anyone named a branch's feedback manager, who must see
+    the tasks given to them."""
+    if has_capability(user, Capability.REVIEW_FEEDBACK):
         return True
     return _is_active_staff(user) and BranchSender.objects.filter(feedback_manager=user).exists()
 

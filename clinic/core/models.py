@@ -301,6 +301,7 @@ class Staff(TimeStampedModel):
             ("manage_reference_data", "Can change reference data and settings"),
             ("view_audit_log", "Can view change history and access logs"),
             ("manage_outbox", "Can inspect and re-queue outbox messages"),
+            ("review_feedback", "Can read patients' ratings and close their tasks"),
         ]
         constraints = [
             models.CheckConstraint(

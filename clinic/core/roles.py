@@ -44,6 +44,7 @@ class Capability(models.TextChoices):
     MANAGE_REFERENCE_DATA = "manage_reference_data", _("Change reference data and settings")
     VIEW_AUDIT_LOG = "view_audit_log", _("View change history and access logs")
     MANAGE_OUTBOX = "manage_outbox", _("Inspect and re-queue outbox messages")
+    REVIEW_FEEDBACK = "review_feedback", _("Read patients' ratings and close their tasks")
 
 
 class Workplace(models.TextChoices):
@@ -78,6 +79,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
             C.MERGE_PATIENTS,
             C.FORCE_DUPLICATE_PATIENT,
             C.VIEW_AUDIT_LOG,
+            C.REVIEW_FEEDBACK,
         }
     ),
     Role.ACCOUNTANT: frozenset(
@@ -93,6 +95,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
             C.MANAGE_REFERENCE_DATA,
             C.VIEW_AUDIT_LOG,
             C.MANAGE_OUTBOX,
+            C.REVIEW_FEEDBACK,
         }
     ),
 }
