@@ -85,6 +85,7 @@ class Invoice(TimeStampedModel):
     online_priced = models.BooleanField(
         _("priced for paying online"),
         default=False,
+        db_default=False,
         help_text=_(
             "Made on the portal at the price for paying online in advance: cancelled when that "
             "payment fails, so that the visit is invoiced at its normal price."

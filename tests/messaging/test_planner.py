@@ -86,7 +86,7 @@ def test_bookings_moves_cancellations_and_status_changes_plan_their_messages(
     feedback = clinic.rule(
         RuleEvent.AFTER_STATUS, status_code=AppointmentStatus.COMPLETED, offset_minutes=90
     )
-    visit = clinic.book(timezone.localdate(), "09:00")
+    visit = clinic.book(in_days(1), "09:00")  # a day ahead: a time today may have passed
     other = clinic.book(in_days(1), "10:00")
     later = timezone.now() + datetime.timedelta(minutes=1)
     planner.plan_events(later)
@@ -170,11 +170,11 @@ def test_two_planners_at_once_plan_each_message_once(clinic: Clinic) -> None:
 
 def test_completing_a_visit_plans_the_way_to_the_next_one_that_day(clinic: Clinic) -> None:
     rule = clinic.rule(RuleEvent.NEXT_VISIT)
-    today = timezone.localdate()
-    first = clinic.book(today, "09:00")
-    second = clinic.book(today, "11:00")
-    clinic.book(in_days(1), "10:00")  # tomorrow's visit is not "next" today
-    lone = clinic.book(today, "12:00", patient=PersonFactory(organization=clinic.organization))
+    day = in_days(1)  # the planner follows the visit's own day; a time today may have passed
+    first = clinic.book(day, "09:00")
+    second = clinic.book(day, "11:00")
+    clinic.book(in_days(2), "10:00")  # the next day's visit is not "next" that day
+    lone = clinic.book(day, "12:00", patient=PersonFactory(organization=clinic.organization))
     for code in (
         AppointmentStatus.ARRIVED,
         AppointmentStatus.IN_PROGRESS,

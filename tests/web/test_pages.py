@@ -752,4 +752,5 @@ def test_capability_labels_follow_the_declared_order() -> None:
         "Change reference data and settings",
         "View change history and access logs",
         "Inspect and re-queue outbox messages",
+        "Read patients' ratings and close their tasks",
     ]
