@@ -134,3 +134,29 @@ class FakePeer:
     @property
     def root_url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+
+class ModalFakePeer(FakePeer):
+    """A fake that can be switched between ``modes`` ("ok" first, then the failures it plays:
+    down, busy, slow ...) in process with ``set_mode`` or over its control endpoint; subclasses
+    call ``_modes_init`` first in their ``__init__`` (it also makes the fake's ``_lock``)."""
+
+    modes: tuple[str, ...] = ("ok",)
+
+    def _modes_init(self, slow_seconds: float) -> None:
+        self._lock = threading.RLock()
+        self._mode = self.modes[0]
+        self._slow_seconds = slow_seconds
+
+    @property
+    def mode(self) -> str:
+        with self._lock:
+            return self._mode
+
+    def set_mode(self, mode: str, *, slow_seconds: float | None = None) -> None:
+        if mode not in self.modes:
+            raise ValueError(f"unknown mode {mode!r}: one of {', '.join(self.modes)}")
+        with self._lock:
+            self._mode = mode
+            if slow_seconds is not None:
+                self._slow_seconds = slow_seconds

@@ -66,7 +66,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from clinic.core.fake_peer import FakeHandler, FakePeer, FakeReply, QuietFakeServer
+from clinic.core.fake_peer import FakeHandler, FakeReply, ModalFakePeer, QuietFakeServer
 
 __all__ = ["DEFAULT_ACCOUNT_SID", "DEFAULT_AUTH_TOKEN", "MODES", "FakeTwilio", "main"]
 
@@ -208,12 +208,13 @@ class _Handler(FakeHandler):
             self.server.fake._schedule(sid, steps)
 
 
-class FakeTwilio(FakePeer):
+class FakeTwilio(ModalFakePeer):
     """The fake Twilio and its HTTP server; see the module docstring for the behaviour."""
 
     handler_class = _Handler
     server_class = QuietFakeServer
     thread_name = "fake-twilio"
+    modes = MODES
 
     def __init__(
         self,
@@ -226,9 +227,7 @@ class FakeTwilio(FakePeer):
         whatsapp_read: bool = False,
         templates: Mapping[str, str] | None = None,
     ) -> None:
-        self._lock = threading.RLock()
-        self._mode = "ok"
-        self._slow_seconds = slow_seconds
+        self._modes_init(slow_seconds)
         self._account_sid = account_sid
         self._auth_token = auth_token
         self._whatsapp_read = whatsapp_read
@@ -265,11 +264,6 @@ class FakeTwilio(FakePeer):
     @property
     def auth_token(self) -> str:
         return self._auth_token
-
-    @property
-    def mode(self) -> str:
-        with self._lock:
-            return self._mode
 
     @property
     def sent(self) -> list[dict[str, Any]]:
@@ -317,14 +311,6 @@ class FakeTwilio(FakePeer):
             }
 
     # Controls.
-
-    def set_mode(self, mode: str, *, slow_seconds: float | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
-        with self._lock:
-            self._mode = mode
-            if slow_seconds is not None:
-                self._slow_seconds = slow_seconds
 
     def fail_number(
         self, number: str, error_code: int, *, status: str = "", on_create: bool = False

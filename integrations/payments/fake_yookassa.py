@@ -44,7 +44,6 @@ import html
 import json
 import re
 import signal
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -54,7 +53,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
 
-from clinic.core.fake_peer import FakeHandler, FakePeer, FakeReply, QuietFakeServer, json_reply
+from clinic.core.fake_peer import FakeHandler, FakeReply, ModalFakePeer, QuietFakeServer, json_reply
 
 __all__ = ["MODES", "FakeYooKassa", "main"]
 
@@ -177,12 +176,13 @@ def _metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-class FakeYooKassa(FakePeer):
+class FakeYooKassa(ModalFakePeer):
     """The fake gateway and its HTTP server; see the module docstring for the behaviour."""
 
     handler_class = FakeHandler
     server_class = QuietFakeServer
     thread_name = "fake-yookassa"
+    modes = MODES
 
     def __init__(
         self,
@@ -195,9 +195,7 @@ class FakeYooKassa(FakePeer):
         slow_seconds: float = 2.0,
         receipt_required: bool = False,
     ) -> None:
-        self._lock = threading.RLock()
-        self._mode = "ok"
-        self._slow_seconds = slow_seconds
+        self._modes_init(slow_seconds)
         self._shop_id = shop_id
         self._secret_key = secret_key
         self._notify_url = notify_url
@@ -232,11 +230,6 @@ class FakeYooKassa(FakePeer):
     def notify_url(self, url: str) -> None:
         with self._lock:
             self._notify_url = url
-
-    @property
-    def mode(self) -> str:
-        with self._lock:
-            return self._mode
 
     @property
     def sent(self) -> list[dict[str, Any]]:
@@ -274,14 +267,6 @@ class FakeYooKassa(FakePeer):
             }
 
     # Controls.
-
-    def set_mode(self, mode: str, *, slow_seconds: float | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
-        with self._lock:
-            self._mode = mode
-            if slow_seconds is not None:
-                self._slow_seconds = slow_seconds
 
     def pay(self, payment_id: str) -> dict[str, Any]:
         """The customer paid on the confirmation page: the payment succeeds (or waits for
